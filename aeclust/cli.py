@@ -1,0 +1,306 @@
+"""The ``aeclust`` command line: train, sweep and compare.
+
+The MLproject entry points call these same commands, so ``-P latent_dims=16,32``
+and ``--latent-dims 16,32`` mean the same thing. An optional value that is
+empty (``''``, the MLproject default) counts as not given.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+
+import click
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from aeclust.config import (  # noqa: E402
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_EPOCHS,
+    DEFAULT_LATENT_DIMS,
+    DEFAULT_SAMPLE_SIZE,
+    DEFAULT_SEED,
+    METHODS,
+    METRICS,
+    CompareConfig,
+    ConfigError,
+    DataConfig,
+    RunConfig,
+    SweepConfig,
+    default_experiment,
+)
+
+logger = logging.getLogger("aeclust")
+
+USAGE_EXIT = 2
+FAILURE_EXIT = 1
+
+
+class OptionalInt(click.ParamType):
+    """An integer, or an empty string meaning 'not given'."""
+
+    name = "integer"
+
+    def convert(self, value, param, ctx):
+        if value is None or isinstance(value, int):
+            return value
+        if str(value).strip() == "":
+            return None
+        try:
+            return int(value)
+        except ValueError:
+            self.fail(f"{value!r} is not an integer.", param, ctx)
+
+
+class IntList(click.ParamType):
+    """Comma-separated integers such as ``16,32,64``; empty means 'not given'."""
+
+    name = "list"
+
+    def convert(self, value, param, ctx):
+        if value is None or isinstance(value, tuple):
+            return value
+        if str(value).strip() == "":
+            return None
+        try:
+            return tuple(int(part) for part in str(value).split(",") if part.strip())
+        except ValueError:
+            self.fail(f"{value!r} is not a comma-separated list of integers, e.g. 16,32.", param, ctx)
+
+
+class ChoiceList(click.ParamType):
+    """Comma-separated names from a fixed set, such as ``ae,pca``."""
+
+    name = "list"
+
+    def __init__(self, choices):
+        self.choices = tuple(choices)
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        names = tuple(part.strip() for part in str(value).split(",") if part.strip())
+        unknown = [name for name in names if name not in self.choices]
+        if unknown or not names:
+            self.fail(
+                f"{value!r} is invalid: give a comma-separated list of {', '.join(self.choices)}.",
+                param, ctx,
+            )
+        return names
+
+
+def _empty_to_none(ctx, param, value):
+    return None if value is None or str(value).strip() == "" else value
+
+
+def common_options(command):
+    """Add the options that every command shares."""
+    options = [
+        click.option("--dataset", default="digits", show_default=True,
+                     help="Data set: emnist, cifar10, mnist, fashion_mnist (TFDS), digits "
+                          "(scikit-learn, offline), or the path of a class-per-folder image "
+                          "folder or an .npz file."),
+        click.option("--split", default="train", show_default=True, help="Split to sample from."),
+        click.option("--data-dir", default=None, callback=_empty_to_none,
+                     help="TFDS data directory holding prepared data sets.  [default: TFDS's own]"),
+        click.option("--sample-size", type=OptionalInt(), default=None,
+                     help=f"Number of images drawn with the seed; 0 means the whole split.  "
+                          f"[default: {DEFAULT_SAMPLE_SIZE}, or the whole split when it is smaller]"),
+        click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True,
+                     help="Random seed for the sample, the network, K-means and t-SNE."),
+        click.option("--experiment", default=None, callback=_empty_to_none,
+                     help="MLflow experiment name.  [default: aeclust-<dataset>]"),
+        click.option("--tracking-uri", default=None, callback=_empty_to_none,
+                     help="MLflow tracking URI.  [default: $MLFLOW_TRACKING_URI, "
+                          "else sqlite:///mlflow.db in the working directory]"),
+        click.option("--quiet", is_flag=True, help="Log warnings and errors only."),
+        click.option("--debug", is_flag=True, help="Log debug lines and show tracebacks."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def training_options(command):
+    """Add the options shared by train and sweep."""
+    options = [
+        click.option("--epochs", type=click.IntRange(min=1), default=DEFAULT_EPOCHS,
+                     show_default=True,
+                     help="Maximum autoencoder epochs; early stopping (patience 3) may stop sooner."),
+        click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE,
+                     show_default=True, help="Autoencoder mini-batch size, in images."),
+        click.option("--n-clusters", type=OptionalInt(), default=None,
+                     help="Number of K-means clusters.  [default: number of classes]"),
+        click.option("--tsne/--no-tsne", default=True, show_default=True,
+                     help="Draw tsne.png for each run (openTSNE)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def handle_errors(command):
+    """Turn expected errors into a one-line message and an exit status."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        from aeclust.compare import CompareError
+        from aeclust.data import DataSourceError
+        from aeclust.sweep import SweepFailedError
+
+        debug = kwargs.get("debug", False)
+        setup_logging(quiet=kwargs.get("quiet", False), debug=debug)
+        try:
+            return command(*args, **kwargs)
+        except (ConfigError, DataSourceError) as exc:
+            if debug:
+                raise
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(USAGE_EXIT)
+        except (CompareError, SweepFailedError) as exc:
+            if debug:
+                raise
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(FAILURE_EXIT)
+
+    return wrapper
+
+
+def setup_logging(*, quiet: bool, debug: bool) -> None:
+    """Send aeclust's log lines to stderr at the chosen level."""
+    level = logging.WARNING if quiet else logging.DEBUG if debug else logging.INFO
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    logger.handlers[:] = [handler]
+    logger.setLevel(level)
+    logger.propagate = False
+
+
+def build_data_config(dataset, split, data_dir, sample_size) -> DataConfig:
+    """Build the data config from the shared options."""
+    return DataConfig(dataset=dataset, split=split, data_dir=data_dir, sample_size=sample_size)
+
+
+@click.group()
+@click.version_option(package_name="aeclust")
+def main():
+    """Do learned features cluster images better than PCA, and at what size?
+
+    aeclust trains a dense autoencoder and a PCA baseline per latent dimension,
+    clusters the features with K-means, scores them (silhouette, ARI, NMI,
+    ACC) and records everything in MLflow.
+    """
+
+
+@main.command()
+@common_options
+@training_options
+@click.option("--method", type=click.Choice(METHODS), default="ae", show_default=True,
+              help="Feature extractor: dense autoencoder or PCA.")
+@click.option("--latent-dim", type=int, default=32, show_default=True,
+              help="Number of features (autoencoder latent units or PCA components).")
+@handle_errors
+def train(dataset, split, data_dir, sample_size, seed, experiment, tracking_uri, quiet, debug,
+          epochs, batch_size, n_clusters, tsne, method, latent_dim):
+    """Train and score one configuration as one MLflow run."""
+    from aeclust import pipeline, tracking
+
+    config = RunConfig(
+        data=build_data_config(dataset, split, data_dir, sample_size), method=method, latent_dim=latent_dim, seed=seed, epochs=epochs,
+        batch_size=batch_size, n_clusters=n_clusters, tsne=tsne,
+    )
+    config, image_set = pipeline.load_data(config)
+    image_set = pipeline.draw_sample(config, image_set)
+    pipeline.check_fits(config, image_set)
+
+    tracking.set_tracking_uri(tracking_uri)
+    experiment_id = tracking.get_or_create_experiment(experiment or default_experiment(dataset))
+    result = pipeline.execute_run(config, image_set, experiment_id=experiment_id)
+    click.echo(f"run_id={result.run_id} " + " ".join(
+        f"{key}={result.metrics[key]:.4f}" for key in ("ari", "nmi", "acc", "silhouette")
+    ))
+
+
+@main.command()
+@common_options
+@training_options
+@click.option("--methods", type=ChoiceList(METHODS), default=",".join(METHODS), show_default=True,
+              help="Comma-separated feature extractors to run.")
+@click.option("--latent-dims", type=IntList(), default=None,
+              help="Comma-separated latent dimensions.  [default: "
+                   + ",".join(map(str, DEFAULT_LATENT_DIMS))
+                   + "; from this default list, dims PCA cannot give on small images are skipped]")
+@click.option("--seeds", type=IntList(), default=None,
+              help="Comma-separated seeds, one run per seed and configuration.  [default: --seed]")
+@handle_errors
+def sweep(dataset, split, data_dir, sample_size, seed, experiment, tracking_uri, quiet, debug,
+          epochs, batch_size, n_clusters, tsne, methods, latent_dims, seeds):
+    """Run every (method, latent_dim, seed) as a run nested under one sweep run."""
+    from aeclust import sweep as sweep_module
+    from aeclust import tracking
+
+    base = RunConfig(
+        data=build_data_config(dataset, split, data_dir, sample_size), seed=seed, epochs=epochs, batch_size=batch_size,
+        n_clusters=n_clusters, tsne=tsne,
+    )
+    config = SweepConfig(
+        base=base,
+        methods=methods,
+        latent_dims=latent_dims or DEFAULT_LATENT_DIMS,
+        seeds=seeds or (seed,),
+        latent_dims_given=latent_dims is not None,
+    )
+    tracking.set_tracking_uri(tracking_uri)
+    result = sweep_module.run_sweep(config, experiment=experiment or default_experiment(dataset))
+    click.echo(f"sweep_run_id={result.sweep_run_id} runs={len(result.results)}")
+
+
+@main.command()
+@common_options
+@click.option("--sweep-run-id", default=None, callback=_empty_to_none,
+              help="Parent run of the sweep to compare.  [default: the latest sweep in the experiment]")
+@click.option("--metric", type=click.Choice(("", *METRICS)), default="", callback=_empty_to_none,
+              help="Metric that chooses the best latent_dim.  [default: ari; silhouette when "
+                   "the runs have no labels]")
+@click.option("--register/--no-register", default=True, show_default=True,
+              help="Register the best encoder as aeclust-<dataset>-encoder with alias @best.")
+@click.option("--register-model", type=click.BOOL, default=None, hidden=True,
+              help="true or false; overrides --register (for the MLproject parameter).")
+@click.option("--output-dir", default="aeclust-output", show_default=True,
+              help="Folder for summary.md, summary.json and dim_optimization.png.")
+@click.option("--language", type=click.Choice(("en", "zh-CN")), default="en", show_default=True,
+              help="Language of summary.md.")
+@handle_errors
+def compare(dataset, split, data_dir, sample_size, seed, experiment, tracking_uri, quiet, debug,
+            sweep_run_id, metric, register, register_model, output_dir, language):
+    """Choose the best latent dimension of a sweep, write the summary, register the encoder.
+
+    The data options only name the experiment (aeclust-<dataset>); compare
+    reads everything else from the tracking store.
+    """
+    from aeclust import compare as compare_module
+    from aeclust import report, tracking
+
+    tracking.set_tracking_uri(tracking_uri)
+    config = CompareConfig(
+        experiment=experiment or default_experiment(dataset),
+        sweep_run_id=sweep_run_id,
+        metric=metric,
+        register=register if register_model is None else register_model,
+        output_dir=output_dir,
+        language=language,
+    )
+    result = compare_module.run_compare(config)
+    click.echo(report.summary_markdown(result.summary, language=language))
+    click.echo(f"compare_run_id={result.compare_run_id} output_dir={result.output_dir}")
+    if result.registered_version is not None:
+        click.echo(
+            f"registered models:/aeclust-{result.summary['dataset']}-encoder@best "
+            f"(version {result.registered_version})"
+        )
+
+
+if __name__ == "__main__":
+    main()

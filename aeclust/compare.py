@@ -1,0 +1,315 @@
+"""Read a sweep back from the tracking store, choose the best latent dimension and report.
+
+The choosing and summarising functions work on plain run records (dicts of
+params, metrics and tags), so they are testable without a store.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from aeclust import plots, report, tracking
+from aeclust.config import CompareConfig
+
+logger = logging.getLogger(__name__)
+
+SCORE_METRICS = ("silhouette", "ari", "nmi", "acc")
+TOP_CONFUSED_PAIRS = 10
+
+
+class CompareError(RuntimeError):
+    """The sweep cannot be compared (not found, or no valid runs)."""
+
+
+@dataclass(frozen=True)
+class CompareResult:
+    """What compare wrote and registered."""
+
+    compare_run_id: str
+    summary: dict
+    output_dir: Path
+    registered_version: str | None
+
+
+def is_finite(value) -> bool:
+    """Tell whether ``value`` is a real, finite number."""
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def choose_metric(runs: list[dict], requested: str | None) -> str:
+    """Return the metric to choose by: the requested one, else ``ari``, else ``silhouette``.
+
+    ``silhouette`` is the fallback when no run has an ARI, which happens only
+    when there were no labels to score against.
+    """
+    if requested is not None:
+        return requested
+    if any(tracking.METRIC_ARI in run["metrics"] for run in runs):
+        return tracking.METRIC_ARI
+    return tracking.METRIC_SILHOUETTE
+
+
+def valid_runs(runs: list[dict], metric: str) -> tuple[list[dict], dict]:
+    """Keep FINISHED runs with a finite ``metric``; count the others by reason."""
+    kept, excluded = [], {}
+    for run in runs:
+        if run["status"] != "FINISHED":
+            reason = f"status {run['status']}"
+        elif not is_finite(run["metrics"].get(metric)):
+            reason = f"{metric} missing or not finite"
+        else:
+            kept.append(run)
+            continue
+        excluded[reason] = excluded.get(reason, 0) + 1
+    return kept, excluded
+
+
+def summarise_table(runs: list[dict]) -> list[dict]:
+    """Average each score over seeds, one row per (method, latent_dim).
+
+    Returns
+    -------
+    table : list of dict
+        Rows sorted by method then latent_dim, with ``method``, ``latent_dim``,
+        ``n_seeds``, and for each score its mean under the score's name and
+        its standard deviation (ddof=0) under ``<score>_std``.
+    """
+    groups: dict[tuple, list[dict]] = {}
+    for run in runs:
+        key = (run["params"]["method"], int(run["params"]["latent_dim"]))
+        groups.setdefault(key, []).append(run)
+
+    table = []
+    for (method, latent_dim), group in sorted(groups.items()):
+        row = {"method": method, "latent_dim": latent_dim, "n_seeds": len(group)}
+        for metric in SCORE_METRICS:
+            values = [run["metrics"][metric] for run in group if is_finite(run["metrics"].get(metric))]
+            row[metric] = float(np.mean(values)) if values else float("nan")
+            row[f"{metric}_std"] = float(np.std(values)) if values else float("nan")
+        table.append(row)
+    return table
+
+
+def best_dims(table: list[dict], metric: str) -> dict[str, dict]:
+    """Choose the best row per method by the mean of ``metric``; ties go to the smaller dim."""
+    best = {}
+    for row in table:
+        if not is_finite(row[metric]):
+            continue
+        current = best.get(row["method"])
+        better = current is None or row[metric] > current[metric] or (
+            row[metric] == current[metric] and row["latent_dim"] < current["latent_dim"]
+        )
+        if better:
+            best[row["method"]] = row
+    return best
+
+
+def best_run(runs: list[dict], *, method: str, latent_dim: int, metric: str) -> dict:
+    """Return the run with the highest ``metric`` at (method, latent_dim); ties go to the lower seed."""
+    candidates = [
+        run for run in runs
+        if run["params"]["method"] == method and int(run["params"]["latent_dim"]) == latent_dim
+    ]
+    return max(candidates, key=lambda run: (run["metrics"][metric], -int(run["params"]["seed"])))
+
+
+def read_confusion_pairs(text: str | None, limit: int = TOP_CONFUSED_PAIRS) -> list[dict]:
+    """Parse a run's ``confusion_pairs.csv`` and keep the ``limit`` most confused classes."""
+    if not text:
+        return []
+    rows = []
+    for row in csv.DictReader(io.StringIO(text)):
+        if not row["confused_with"]:
+            continue
+        rows.append(
+            {
+                "true_class": row["true_class"],
+                "confused_with": row["confused_with"],
+                "count": int(row["count"]),
+                "class_size": int(row["class_size"]),
+                "share": float(row["share"]),
+            }
+        )
+    rows.sort(key=lambda row: -row["share"])
+    return rows[:limit]
+
+
+def build_summary(runs: list[dict], *, metric: str, sweep_run: dict, excluded: dict) -> dict:
+    """Build the summary of a sweep: table, best dims, AE against PCA, confused pairs."""
+    table = summarise_table(runs)
+    best = best_dims(table, metric)
+    best_runs = {
+        method: best_run(runs, method=method, latent_dim=row["latent_dim"], metric=metric)
+        for method, row in best.items()
+    }
+
+    comparison = None
+    if "ae" in best:
+        dim = best["ae"]["latent_dim"]
+        pca_row = next(
+            (row for row in table if row["method"] == "pca" and row["latent_dim"] == dim), None
+        )
+        comparison = {
+            "latent_dim": dim,
+            "ae": best["ae"][metric],
+            "pca": pca_row[metric] if pca_row else None,
+            "difference": best["ae"][metric] - pca_row[metric] if pca_row else None,
+        }
+
+    params = sweep_run["params"]
+    return {
+        "dataset": sweep_run["tags"].get(tracking.TAG_DATASET, params.get("dataset")),
+        "sweep_run_id": sweep_run["run_id"],
+        "metric": metric,
+        "setup": {
+            key: params.get(key)
+            for key in ("dataset", "split", "sample_size", "methods", "latent_dims", "seeds", "epochs",
+                        "batch_size", "n_clusters", "n_init")
+        },
+        "n_runs": len(runs),
+        "excluded_runs": excluded,
+        "table": table,
+        "best": {
+            method: {
+                "latent_dim": row["latent_dim"],
+                metric: row[metric],
+                "run_id": best_runs[method]["run_id"],
+                "model_uri": best_runs[method]["tags"].get(tracking.TAG_MODEL_URI),
+            }
+            for method, row in best.items()
+        },
+        "ae_vs_pca": comparison,
+        "confused_pairs": {
+            method: read_confusion_pairs(
+                tracking.read_artifact_text(run["run_id"], tracking.ARTIFACT_CONFUSION_PAIRS)
+            )
+            for method, run in best_runs.items()
+        },
+    }
+
+
+def find_sweep(experiment: str, sweep_run_id: str | None) -> tuple[str, dict]:
+    """Return the experiment id and the sweep run to compare.
+
+    Raises
+    ------
+    CompareError
+        When the experiment or the sweep does not exist.
+    """
+    experiment_id = tracking.get_experiment_id(experiment)
+    if experiment_id is None:
+        raise CompareError(
+            f"experiment={experiment!r} was not found in the tracking store: run "
+            "`aeclust sweep` first, or pass --experiment and --tracking-uri of an existing sweep."
+        )
+    if sweep_run_id is None:
+        sweep = tracking.latest_sweep(experiment_id)
+        if sweep is None:
+            raise CompareError(
+                f"experiment={experiment!r} has no sweep run: run `aeclust sweep` first."
+            )
+        return experiment_id, sweep
+    try:
+        sweep = tracking.get_run(sweep_run_id)
+    except Exception as exc:  # MLflow raises MlflowException subclasses for unknown ids.
+        raise CompareError(f"sweep_run_id={sweep_run_id!r} was not found: {exc}") from exc
+    return sweep["experiment_id"], sweep
+
+
+def run_compare(config: CompareConfig) -> CompareResult:
+    """Compare the runs of a sweep, write and log the summary, and register the best encoder."""
+    experiment_id, sweep = find_sweep(config.experiment, config.sweep_run_id)
+    runs = tracking.child_runs(experiment_id, sweep["run_id"])
+    metric = choose_metric(runs, config.metric)
+    kept, excluded = valid_runs(runs, metric)
+    if excluded:
+        logger.warning(
+            "Excluded %d of %d runs: %s.", sum(excluded.values()), len(runs),
+            ", ".join(f"{count} with {reason}" for reason, count in excluded.items()),
+        )
+    if not kept:
+        raise CompareError(
+            f"sweep {sweep['run_id']} has no FINISHED run with a finite {metric}: "
+            "run the sweep again or choose another --metric."
+        )
+
+    summary = build_summary(kept, metric=metric, sweep_run=sweep, excluded=excluded)
+    output_dir = Path(config.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    files = write_outputs(summary, output_dir, language=config.language)
+
+    tags = {
+        tracking.TAG_ROLE: tracking.ROLE_COMPARE,
+        tracking.TAG_SWEEP_RUN_ID: sweep["run_id"],
+        tracking.TAG_DATASET: summary["dataset"],
+    }
+    registered = None
+    with tracking.active_run(
+        experiment_id, run_name=f"compare-{summary['dataset']}", tags=tags
+    ) as compare_run_id:
+        tracking.log_params({"metric": metric, "sweep_run_id": sweep["run_id"], "language": config.language})
+        tracking.log_files(files)
+        if config.register:
+            registered = register_best(summary)
+    return CompareResult(
+        compare_run_id=compare_run_id,
+        summary=summary,
+        output_dir=output_dir,
+        registered_version=registered,
+    )
+
+
+def write_outputs(summary: dict, output_dir: Path, *, language: str) -> list[Path]:
+    """Write ``dim_optimization.png``, ``summary.md`` and ``summary.json``; return their paths."""
+    import matplotlib.pyplot as plt
+
+    figure_path = output_dir / tracking.ARTIFACT_DIMENSION_PLOT
+    methods = sorted({row["method"] for row in summary["table"]})
+    fig = plots.dimension_figure(
+        summary["table"], methods=methods, title=f"{summary['dataset']}: scores against latent_dim"
+    )
+    fig.savefig(figure_path, dpi=120)
+    plt.close(fig)
+
+    markdown_path = output_dir / tracking.ARTIFACT_SUMMARY_MD
+    markdown_path.write_text(report.summary_markdown(summary, language=language), encoding="utf-8")
+    json_path = output_dir / tracking.ARTIFACT_SUMMARY_JSON
+    json_path.write_text(
+        json.dumps(summary, indent=2, ensure_ascii=False, allow_nan=True), encoding="utf-8"
+    )
+    return [figure_path, markdown_path, json_path]
+
+
+def register_best(summary: dict) -> str | None:
+    """Register the best autoencoder's encoder as ``aeclust-<dataset>-encoder@best``."""
+    best_ae = summary["best"].get("ae")
+    if best_ae is None or not best_ae.get("model_uri"):
+        logger.warning("No autoencoder run with a logged encoder; nothing was registered.")
+        return None
+    name = f"aeclust-{summary['dataset']}-encoder"
+    metric = summary["metric"]
+    description = (
+        f"Encoder of the dense autoencoder with the best mean {metric} on {summary['dataset']} "
+        f"in sweep {summary['sweep_run_id']}: latent_dim={best_ae['latent_dim']}, "
+        f"{metric}={best_ae[metric]:.4f}. Input: flattened pixels in [0, 1]."
+    )
+    tags = {
+        "dataset": summary["dataset"],
+        "method": "ae",
+        "latent_dim": best_ae["latent_dim"],
+        "metric": metric,
+        metric: f"{best_ae[metric]:.6f}",
+        "sweep_run_id": summary["sweep_run_id"],
+        "run_id": best_ae["run_id"],
+    }
+    return tracking.register_model(best_ae["model_uri"], name, tags=tags, description=description)
+

@@ -1,0 +1,245 @@
+"""Frozen configurations for one run, a sweep and a compare, with their checks.
+
+Everything that changes a run's result is a field of :class:`RunConfig`, so
+the config's hash identifies the run. The command line builds these objects
+once and the library only reads them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+METHODS = ("ae", "pca")
+"""Feature extractors: the dense autoencoder and the PCA baseline."""
+
+METRICS = ("ari", "nmi", "acc", "silhouette")
+"""Run metrics that compare can choose the best latent dimension by."""
+
+DEFAULT_LATENT_DIMS = (16, 32, 64, 128, 256)
+DEFAULT_SAMPLE_SIZE = 5000
+DEFAULT_SEED = 42
+DEFAULT_EPOCHS = 20
+DEFAULT_BATCH_SIZE = 256
+DEFAULT_N_INIT = 10
+EARLY_STOPPING_PATIENCE = 3
+VALIDATION_SPLIT = 0.1
+SILHOUETTE_MAX_EXACT = 10_000
+"""Largest point count scored with the exact silhouette; larger sets are sampled."""
+
+
+class ConfigError(ValueError):
+    """Invalid user input, raised before any work starts."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the images come from and which of them a run uses.
+
+    Parameters
+    ----------
+    dataset : str, default="digits"
+        A TFDS name (``emnist``, ``cifar10``, ``mnist``, ``fashion_mnist``),
+        ``digits``, or the path of an image folder or ``.npz`` file.
+    split : str, default="train"
+        The split to sample from.
+    data_dir : str or None, default=None
+        TFDS data directory.
+    sample_size : int or None, default=None
+        Number of images drawn with ``seed``; 0 means the whole split and
+        None means 5,000, or the whole split when it has fewer images.
+    """
+
+    dataset: str = "digits"
+    split: str = "train"
+    data_dir: str | None = None
+    sample_size: int | None = None
+
+    def __post_init__(self):
+        if self.sample_size is not None and self.sample_size < 0:
+            raise ConfigError(
+                f"sample_size={self.sample_size} is invalid: give a positive number "
+                "of images, or 0 for the whole split."
+            )
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One (method, latent_dim, seed) configuration of the study.
+
+    Parameters
+    ----------
+    data : DataConfig
+        The images to use.
+    method : {"ae", "pca"}, default="ae"
+        Feature extractor.
+    latent_dim : int, default=32
+        Size of the features that are clustered.
+    seed : int, default=42
+        Seeds the sample, the network, K-means and t-SNE.
+    epochs : int, default=20
+        Maximum autoencoder epochs; early stopping may end training sooner.
+    batch_size : int, default=256
+        Autoencoder mini-batch size.
+    n_clusters : int or None, default=None
+        K-means clusters; None means the number of classes.
+    n_init : int, default=10
+        K-means restarts.
+    tsne : bool, default=True
+        Whether to draw the t-SNE figure.
+    """
+
+    data: DataConfig = field(default_factory=DataConfig)
+    method: str = "ae"
+    latent_dim: int = 32
+    seed: int = DEFAULT_SEED
+    epochs: int = DEFAULT_EPOCHS
+    batch_size: int = DEFAULT_BATCH_SIZE
+    n_clusters: int | None = None
+    n_init: int = DEFAULT_N_INIT
+    tsne: bool = True
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ConfigError(
+                f"method={self.method!r} is not supported: use one of {', '.join(METHODS)}."
+            )
+        check_latent_dim(self.latent_dim)
+        if self.epochs < 1:
+            raise ConfigError(f"epochs={self.epochs} is invalid: give 1 or more.")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size={self.batch_size} is invalid: give 1 or more.")
+        if self.n_clusters is not None and self.n_clusters < 2:
+            raise ConfigError(
+                f"n_clusters={self.n_clusters} is invalid: give 2 or more, "
+                "or leave it unset to use the number of classes."
+            )
+
+    def params(self) -> dict:
+        """Flatten the config into the run parameters that MLflow records."""
+        return {
+            "dataset": self.data.dataset,
+            "split": self.data.split,
+            "sample_size": self.data.sample_size,
+            "method": self.method,
+            "latent_dim": self.latent_dim,
+            "seed": self.seed,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "n_clusters": self.n_clusters,
+            "n_init": self.n_init,
+        }
+
+    def config_hash(self) -> str:
+        """Hash the fields that change the result, as a short hex string."""
+        from aeclust import __version__
+
+        identity = self.params()
+        identity["version"] = __version__
+        text = json.dumps(identity, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """The grid of runs that one sweep trains.
+
+    Parameters
+    ----------
+    base : RunConfig
+        Options shared by every run; its method, latent_dim and seed are
+        replaced by the grid's values.
+    methods : tuple of str
+        Methods to run.
+    latent_dims : tuple of int
+        Latent dimensions to run.
+    seeds : tuple of int
+        Seeds to run.
+    latent_dims_given : bool, default=True
+        False when the dims are the default list, in which case a dim that a
+        method cannot give on the chosen data is skipped with a warning
+        instead of rejected.
+    """
+
+    base: RunConfig
+    methods: tuple = METHODS
+    latent_dims: tuple = DEFAULT_LATENT_DIMS
+    seeds: tuple = (DEFAULT_SEED,)
+    latent_dims_given: bool = True
+
+    def __post_init__(self):
+        for method in self.methods:
+            if method not in METHODS:
+                raise ConfigError(
+                    f"methods contains {method!r}, which is not supported: "
+                    f"use a comma-separated list of {', '.join(METHODS)}."
+                )
+        if not self.methods or not self.latent_dims or not self.seeds:
+            raise ConfigError("methods, latent_dims and seeds must each list at least one value.")
+        for latent_dim in self.latent_dims:
+            check_latent_dim(latent_dim)
+
+    def run_configs(self) -> list[RunConfig]:
+        """Expand the grid into run configs, ordered by seed, method, then dim."""
+        return [
+            dataclasses.replace(self.base, method=method, latent_dim=latent_dim, seed=seed)
+            for seed in self.seeds
+            for method in self.methods
+            for latent_dim in self.latent_dims
+        ]
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """How compare reads a sweep back and what it writes.
+
+    Parameters
+    ----------
+    experiment : str
+        Experiment that holds the sweep.
+    sweep_run_id : str or None, default=None
+        Parent run of the sweep; None means the latest sweep in ``experiment``.
+    metric : str or None, default=None
+        Metric to choose by; None means ``ari``, or ``silhouette`` when the
+        runs have no labels to score against.
+    register : bool, default=True
+        Whether to register the best encoder and point the ``best`` alias at it.
+    output_dir : str, default="aeclust-output"
+        Folder for the summary files and the figure.
+    language : {"en", "zh-CN"}, default="en"
+        Language of ``summary.md``.
+    """
+
+    experiment: str
+    sweep_run_id: str | None = None
+    metric: str | None = None
+    register: bool = True
+    output_dir: str = "aeclust-output"
+    language: str = "en"
+
+    def __post_init__(self):
+        if self.metric is not None and self.metric not in METRICS:
+            raise ConfigError(
+                f"metric={self.metric!r} is not supported: use one of {', '.join(METRICS)}."
+            )
+        if self.language not in ("en", "zh-CN"):
+            raise ConfigError(f"language={self.language!r} is not supported: use en or zh-CN.")
+
+
+def check_latent_dim(latent_dim: int) -> None:
+    """Raise :class:`ConfigError` unless ``latent_dim`` is a positive integer."""
+    if latent_dim < 1:
+        raise ConfigError(
+            f"latent_dim={latent_dim} is invalid: give a positive number of features, "
+            "for example 16."
+        )
+
+
+def default_experiment(dataset: str) -> str:
+    """Name the experiment for a data set: ``aeclust-<dataset name or file stem>``."""
+    from pathlib import PurePath
+
+    stem = PurePath(dataset).stem if ("/" in dataset or "." in dataset) else dataset
+    return f"aeclust-{stem}"

@@ -1,0 +1,202 @@
+"""Feature extractors: the study's dense autoencoder (Keras 3) and the PCA baseline."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from aeclust.config import EARLY_STOPPING_PATIENCE, VALIDATION_SPLIT, ConfigError
+
+logger = logging.getLogger(__name__)
+
+# TensorFlow prints several start-up lines per process at its default level.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+HIDDEN_UNITS = (256, 128)
+"""Encoder layer widths before the latent layer; the decoder mirrors them."""
+
+
+@dataclass
+class FittedFeatures:
+    """A fitted feature extractor and what it produced.
+
+    Attributes
+    ----------
+    features : ndarray of shape (n_samples, latent_dim)
+        Features of every input row, the ones that are clustered.
+    model : object
+        The Keras encoder (``ae``) or the fitted scikit-learn PCA (``pca``).
+    history : dict of str to list of float
+        Per-epoch ``train_loss`` and ``val_loss`` (empty for PCA).
+    reconstruction_mse : float or None
+        Mean squared reconstruction error on the validation rows (``ae`` only).
+    fit_seconds : float
+        Wall time of fitting.
+    """
+
+    features: np.ndarray
+    model: object
+    history: dict = field(default_factory=dict)
+    reconstruction_mse: float | None = None
+    fit_seconds: float = 0.0
+
+
+def max_latent_dim(method: str, *, n_samples: int, n_features: int) -> int | None:
+    """Return the largest latent_dim ``method`` can give, or None when unbounded."""
+    if method == "pca":
+        return min(n_samples, n_features)
+    return None
+
+
+def check_latent_dim_fits(method: str, latent_dim: int, *, n_samples: int, n_features: int) -> None:
+    """Raise :class:`ConfigError` when ``method`` cannot give ``latent_dim`` features."""
+    limit = max_latent_dim(method, n_samples=n_samples, n_features=n_features)
+    if limit is not None and latent_dim > limit:
+        raise ConfigError(
+            f"latent_dim={latent_dim} is too large for method={method}: the data has "
+            f"{n_samples} samples of {n_features} features, so PCA gives at most {limit} "
+            "components. Use a smaller --latent-dim(s)."
+        )
+
+
+def fit_pca(X: np.ndarray, *, latent_dim: int, random_state: int) -> FittedFeatures:
+    """Fit PCA with ``latent_dim`` components and project ``X`` onto them."""
+    from sklearn.decomposition import PCA
+
+    check_latent_dim_fits("pca", latent_dim, n_samples=X.shape[0], n_features=X.shape[1])
+    start = time.perf_counter()
+    pca = PCA(n_components=latent_dim, random_state=random_state)
+    features = pca.fit_transform(X)
+    return FittedFeatures(
+        features=features.astype(np.float32),
+        model=pca,
+        fit_seconds=time.perf_counter() - start,
+    )
+
+
+def build_autoencoder(n_features: int, *, latent_dim: int, random_state: int):
+    """Build the dense autoencoder and its encoder.
+
+    The encoder is input -> 256 -> 128 -> latent_dim with ReLU; the decoder is
+    128 -> 256 -> input with a sigmoid output, so it reconstructs pixels in
+    [0, 1].
+
+    Returns
+    -------
+    autoencoder, encoder : keras.Model
+        The encoder shares its layers with the autoencoder.
+    """
+    import keras
+
+    def dense(units, activation, index):
+        initializer = keras.initializers.GlorotUniform(seed=random_state + index)
+        return keras.layers.Dense(units, activation=activation, kernel_initializer=initializer)
+
+    inputs = keras.Input(shape=(n_features,), name="pixels")
+    hidden = inputs
+    for index, units in enumerate(HIDDEN_UNITS):
+        hidden = dense(units, "relu", index)(hidden)
+    latent = dense(latent_dim, "relu", len(HIDDEN_UNITS))(hidden)
+
+    decoded = latent
+    for index, units in enumerate(reversed(HIDDEN_UNITS)):
+        decoded = dense(units, "relu", len(HIDDEN_UNITS) + 1 + index)(decoded)
+    outputs = dense(n_features, "sigmoid", 2 * len(HIDDEN_UNITS) + 1)(decoded)
+
+    autoencoder = keras.Model(inputs, outputs, name="autoencoder")
+    encoder = keras.Model(inputs, latent, name="encoder")
+    return autoencoder, encoder
+
+
+def fit_autoencoder(
+    X: np.ndarray,
+    *,
+    latent_dim: int,
+    epochs: int,
+    batch_size: int,
+    random_state: int,
+    on_epoch_end=None,
+) -> FittedFeatures:
+    """Train the dense autoencoder with early stopping and encode ``X``.
+
+    A seeded 10% of the rows is held out for validation. Training stops
+    after 3 epochs without a lower validation loss and restores the best
+    weights.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Pixels in [0, 1].
+    latent_dim : int
+        Width of the encoder output.
+    epochs : int
+        Maximum number of epochs.
+    batch_size : int
+        Mini-batch size.
+    random_state : int
+        Seeds the split, the weights and the shuffling.
+    on_epoch_end : callable or None, default=None
+        Called as ``on_epoch_end(epoch, logs)`` after every epoch.
+    """
+    import keras
+    import tensorflow as tf
+
+    tf.random.set_seed(random_state)
+    rng = np.random.default_rng(random_state)
+    order = rng.permutation(len(X))
+    n_val = max(1, int(round(len(X) * VALIDATION_SPLIT)))
+    X_val, X_train = X[order[:n_val]], X[order[n_val:]]
+
+    autoencoder, encoder = build_autoencoder(
+        X.shape[1], latent_dim=latent_dim, random_state=random_state
+    )
+    steps = max(1, int(np.ceil(len(X_train) / batch_size)))
+    # A compiled step and several steps per call cut the per-batch Python cost.
+    autoencoder.compile(
+        optimizer=keras.optimizers.Adam(),
+        loss="mse",
+        jit_compile=True,
+        steps_per_execution=steps,
+    )
+
+    train_data = (
+        tf.data.Dataset.from_tensor_slices((X_train, X_train))
+        .shuffle(len(X_train), seed=random_state, reshuffle_each_iteration=True)
+        .batch(batch_size)
+    )
+    val_data = tf.data.Dataset.from_tensor_slices((X_val, X_val)).batch(batch_size)
+    callbacks = [
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=EARLY_STOPPING_PATIENCE, restore_best_weights=True
+        )
+    ]
+    if on_epoch_end is not None:
+        callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end))
+
+    start = time.perf_counter()
+    history = autoencoder.fit(
+        train_data, validation_data=val_data, epochs=epochs, callbacks=callbacks,
+        shuffle=False, verbose=0,
+    )
+    fit_seconds = time.perf_counter() - start
+
+    n_epochs = len(history.history["loss"])
+    if n_epochs < epochs:
+        logger.info("Early stopping ended training after %d of %d epochs.", n_epochs, epochs)
+
+    reconstruction = autoencoder.predict(X_val, batch_size=1024, verbose=0)
+    features = encoder.predict(X, batch_size=1024, verbose=0)
+    return FittedFeatures(
+        features=np.asarray(features, dtype=np.float32),
+        model=encoder,
+        history={
+            "train_loss": [float(v) for v in history.history["loss"]],
+            "val_loss": [float(v) for v in history.history["val_loss"]],
+        },
+        reconstruction_mse=float(np.mean((reconstruction - X_val) ** 2)),
+        fit_seconds=fit_seconds,
+    )

@@ -1,0 +1,94 @@
+"""Figures from arrays. Each function returns a matplotlib Figure and never shows it."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")  # Headless machines have no display; every figure is saved to a file.
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+LEGEND_ROWS = 16
+"""Legend entries per column before a new column starts."""
+
+
+def tsne_figure(embedding, labels_true, labels_pred, *, class_names, cluster_names, title=""):
+    """Draw a t-SNE map in two panels: coloured by true class and by cluster.
+
+    Parameters
+    ----------
+    embedding : ndarray of shape (n_samples, 2)
+        The t-SNE coordinates.
+    labels_true, labels_pred : ndarray of shape (n_samples,)
+        Class and cluster ids.
+    class_names : sequence of str
+        Legend name of each class id.
+    cluster_names : sequence of str
+        Legend name of each cluster id.
+    title : str, default=""
+        Figure title.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(16, 7.5))
+    panels = (
+        (axes[0], labels_true, class_names, "True class"),
+        (axes[1], labels_pred, cluster_names, "K-means cluster"),
+    )
+    for ax, labels, names, panel_title in panels:
+        ids = np.unique(labels)
+        cmap = plt.get_cmap("tab20" if len(ids) <= 20 else "gist_ncar", len(ids))
+        for position, label in enumerate(ids):
+            mask = labels == label
+            ax.scatter(
+                embedding[mask, 0], embedding[mask, 1], s=3, color=cmap(position),
+                label=str(names[label]),
+            )
+        ax.set_title(panel_title)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.legend(
+            loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, markerscale=3,
+            ncol=math.ceil(len(ids) / LEGEND_ROWS), frameon=False,
+        )
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def dimension_figure(table, *, methods, title=""):
+    """Plot silhouette and ARI against latent_dim, one line per method.
+
+    Parameters
+    ----------
+    table : list of dict
+        Rows with ``method``, ``latent_dim``, ``silhouette`` and ``ari``
+        (means), and optionally ``silhouette_std`` and ``ari_std`` drawn as
+        error bars.
+    methods : sequence of str
+        Methods to draw, in legend order.
+    title : str, default=""
+        Figure title.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, metric, label in ((axes[0], "silhouette", "Silhouette"), (axes[1], "ari", "ARI")):
+        for method in methods:
+            rows = sorted(
+                (row for row in table if row["method"] == method), key=lambda r: r["latent_dim"]
+            )
+            if not rows:
+                continue
+            dims = [row["latent_dim"] for row in rows]
+            values = [row[metric] for row in rows]
+            errors = [row.get(f"{metric}_std", 0.0) or 0.0 for row in rows]
+            ax.errorbar(dims, values, yerr=errors, marker="o", capsize=3, label=method)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("latent_dim")
+        ax.set_ylabel(label)
+        ax.set_title(f"{label} against latent dimension")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,121 @@
+"""A sweep: every (method, latent_dim, seed) run nested under one parent run."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass
+
+from aeclust import pipeline, tracking
+from aeclust.config import ConfigError, RunConfig, SweepConfig
+
+logger = logging.getLogger(__name__)
+
+
+class SweepFailedError(RuntimeError):
+    """One or more runs of a sweep failed; the others were recorded."""
+
+    def __init__(self, failed: list[str], sweep_run_id: str):
+        self.failed = failed
+        self.sweep_run_id = sweep_run_id
+        super().__init__(
+            f"{len(failed)} run(s) of sweep {sweep_run_id} failed: {', '.join(failed)}. "
+            "Their errors are in each run's aeclust.failure tag."
+        )
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """The parent run and the finished runs of a sweep."""
+
+    sweep_run_id: str
+    results: tuple
+
+
+def plan_runs(sweep: SweepConfig, samples: dict) -> list[RunConfig]:
+    """Expand the sweep and check every config against its sample before any run starts.
+
+    When the latent dims are the default list, a dim that a method cannot
+    give on this data (PCA beyond the number of pixels) is dropped with a
+    warning; when the user listed the dims, it is an error.
+    """
+    planned = []
+    for config in sweep.run_configs():
+        try:
+            pipeline.check_fits(config, samples[config.seed])
+        except ConfigError as exc:
+            if sweep.latent_dims_given or "latent_dim" not in str(exc):
+                raise
+            logger.warning("Skipping %s: %s", pipeline.run_name(config), exc)
+            continue
+        planned.append(config)
+    return planned
+
+
+def run_sweep(sweep: SweepConfig, *, experiment: str) -> SweepResult:
+    """Train and score every configuration of ``sweep`` as a nested MLflow run.
+
+    The data set is loaded once and sampled once per seed. A run that fails
+    is marked FAILED and the sweep goes on.
+
+    Raises
+    ------
+    ConfigError
+        Before any run is created, when a configuration cannot run.
+    SweepFailedError
+        After all runs, when at least one failed; the parent run is then FAILED.
+    """
+    base, image_set = pipeline.load_data(sweep.base)
+    sweep = dataclasses.replace(sweep, base=base)
+    samples = {
+        seed: pipeline.draw_sample(dataclasses.replace(base, seed=seed), image_set)
+        for seed in sweep.seeds
+    }
+    planned = plan_runs(sweep, samples)
+    experiment_id = tracking.get_or_create_experiment(experiment)
+
+    parent_tags = {tracking.TAG_ROLE: tracking.ROLE_SWEEP, tracking.TAG_DATASET: image_set.name}
+    results, failed = [], []
+    with tracking.active_run(
+        experiment_id, run_name=f"sweep-{image_set.name}", tags=parent_tags
+    ) as sweep_run_id:
+        params = sweep.base.params()
+        for key in ("method", "latent_dim", "seed"):
+            params.pop(key)
+        params.update(
+            methods=",".join(sweep.methods),
+            latent_dims=",".join(str(dim) for dim in sweep.latent_dims),
+            seeds=",".join(str(seed) for seed in sweep.seeds),
+            n_runs=len(planned),
+        )
+        tracking.log_params(params)
+
+        start = time.perf_counter()
+        for position, config in enumerate(planned, start=1):
+            name = pipeline.run_name(config)
+            logger.info(
+                "[%d/%d] %s (%.0f s elapsed)", position, len(planned), name,
+                time.perf_counter() - start,
+            )
+            try:
+                result = pipeline.execute_run(
+                    config, samples[config.seed],
+                    experiment_id=experiment_id, parent_run_id=sweep_run_id,
+                )
+            except Exception:
+                logger.exception("Run %s failed; the sweep goes on.", name)
+                failed.append(name)
+                continue
+            results.append(result)
+
+        tracking.log_metrics({tracking.METRIC_N_FAILED: len(failed)})
+        if failed:
+            tracking.set_tags({tracking.TAG_FAILED_CONFIGS: ",".join(failed)})
+            raise SweepFailedError(failed, sweep_run_id)
+
+    logger.info(
+        "Sweep %s finished %d runs in %.0f s.", sweep_run_id, len(results),
+        time.perf_counter() - start,
+    )
+    return SweepResult(sweep_run_id=sweep_run_id, results=tuple(results))

@@ -1,0 +1,356 @@
+"""Every MLflow call of aeclust, and the names of its params, metrics, tags and artifacts.
+
+Runs are created through :class:`mlflow.MlflowClient` in an explicit
+experiment and then activated with ``mlflow.start_run(run_id=...)``, so a
+run started by ``mlflow run`` (which sets ``MLFLOW_RUN_ID``) never captures
+the nested runs of a sweep by accident.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import logging
+import os
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities import RunStatus
+from mlflow.models import infer_signature
+
+logger = logging.getLogger(__name__)
+
+# Metric names. Per-epoch curves use a stage prefix with the loss.
+METRIC_ARI = "ari"
+METRIC_NMI = "nmi"
+METRIC_ACC = "acc"
+METRIC_SILHOUETTE = "silhouette"
+METRIC_RECONSTRUCTION_MSE = "reconstruction_mse"
+METRIC_FIT_SECONDS = "fit_seconds"
+METRIC_N_SAMPLES = "n_samples"
+METRIC_N_FAILED = "n_failed_runs"
+CURVE_PREFIXES = ("train_", "val_")
+
+PARAM_SILHOUETTE_MODE = "silhouette_mode"
+PARAM_N_CLASSES = "n_classes"
+
+# Tags.
+TAG_ROLE = "aeclust.role"
+ROLE_SWEEP, ROLE_RUN, ROLE_COMPARE = "sweep", "run", "compare"
+TAG_SWEEP_RUN_ID = "aeclust.sweep_run_id"
+TAG_CONFIG_HASH = "aeclust.config_hash"
+TAG_MODEL_URI = "aeclust.model_uri"
+TAG_DATASET = "aeclust.dataset"
+TAG_FAILED_CONFIGS = "aeclust.failed_configs"
+TAG_FAILURE = "aeclust.failure"
+TAG_PROJECT_RUN_ID = "aeclust.project_run_id"
+TAG_PARENT = "mlflow.parentRunId"
+TAG_RUN_NAME = "mlflow.runName"
+
+# Artifacts.
+ARTIFACT_TSNE = "tsne.png"
+ARTIFACT_CONFUSION_PAIRS = "confusion_pairs.csv"
+ARTIFACT_DIMENSION_PLOT = "dim_optimization.png"
+ARTIFACT_SUMMARY_MD = "summary.md"
+ARTIFACT_SUMMARY_JSON = "summary.json"
+MODEL_NAME_ENCODER = "encoder"
+MODEL_NAME_PCA = "pca"
+
+BEST_ALIAS = "best"
+SEARCH_PAGE_SIZE = 1000
+
+
+def set_tracking_uri(tracking_uri: str | None) -> str:
+    """Point MLflow at ``tracking_uri`` when given, and return the URI in use.
+
+    Without one, MLflow reads ``MLFLOW_TRACKING_URI`` or uses its default
+    store (``sqlite:///mlflow.db`` in the working directory for MLflow 3.x).
+    """
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+    return mlflow.get_tracking_uri()
+
+
+def get_or_create_experiment(name: str) -> str:
+    """Return the id of experiment ``name``, creating it when missing."""
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(name)
+    except mlflow.exceptions.MlflowException:
+        # Another process may have created it between the two calls.
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+def get_experiment_id(name: str) -> str | None:
+    """Return the id of experiment ``name``, or None when it does not exist."""
+    experiment = MlflowClient().get_experiment_by_name(name)
+    return None if experiment is None else experiment.experiment_id
+
+
+def _project_run_id(experiment_id: str) -> str | None:
+    """Return the run that ``mlflow run`` started for this process, if it is usable.
+
+    ``mlflow run`` creates a run and passes its id in ``MLFLOW_RUN_ID``. The
+    run is adopted only when it belongs to ``experiment_id``; otherwise the
+    caller creates its own run and records the project run in a tag.
+    """
+    run_id = os.environ.pop("MLFLOW_RUN_ID", None)
+    if not run_id:
+        return None
+    run = MlflowClient().get_run(run_id)
+    if run.info.experiment_id == experiment_id:
+        return run_id
+    logger.info(
+        "The mlflow run project run %s is in another experiment; pass "
+        "--experiment-name to mlflow run to record the work in that run itself.",
+        run_id,
+    )
+    os.environ["AECLUST_PROJECT_RUN_ID"] = run_id
+    return None
+
+
+@contextlib.contextmanager
+def active_run(experiment_id: str, *, run_name: str, tags: dict, parent_run_id: str | None = None):
+    """Create a run, make it the active run and end it with the right status.
+
+    The run ends FINISHED when the block completes, KILLED on
+    ``KeyboardInterrupt`` and FAILED on any other exception; the exception's
+    type and message are stored in the ``aeclust.failure`` tag and the
+    exception is re-raised. A top-level run adopts the run of ``mlflow run``
+    when there is one in the same experiment.
+
+    Yields
+    ------
+    run_id : str
+    """
+    client = MlflowClient()
+    all_tags = {TAG_RUN_NAME: run_name, **{k: str(v) for k, v in tags.items()}}
+    run_id = _project_run_id(experiment_id) if parent_run_id is None else None
+    if run_id is None:
+        if parent_run_id is not None:
+            all_tags[TAG_PARENT] = parent_run_id
+        project_run = os.environ.get("AECLUST_PROJECT_RUN_ID")
+        if project_run and parent_run_id is None:
+            all_tags[TAG_PROJECT_RUN_ID] = project_run
+        run_id = client.create_run(experiment_id, tags=all_tags, run_name=run_name).info.run_id
+    else:
+        client.set_tag(run_id, TAG_RUN_NAME, run_name)
+        for key, value in all_tags.items():
+            client.set_tag(run_id, key, value)
+
+    # A parent run stays active while its children run; park it and restore it after.
+    outer = mlflow.active_run()
+    if outer is not None:
+        mlflow.end_run()
+    mlflow.start_run(run_id=run_id)
+    status = RunStatus.to_string(RunStatus.FINISHED)
+    try:
+        yield run_id
+    except BaseException as exc:
+        status = RunStatus.to_string(
+            RunStatus.KILLED if isinstance(exc, KeyboardInterrupt) else RunStatus.FAILED
+        )
+        message = f"{type(exc).__name__}: {exc}"[:4000]
+        client.set_tag(run_id, TAG_FAILURE, message)
+        raise
+    finally:
+        mlflow.end_run(status=status)
+        if outer is not None:
+            mlflow.start_run(run_id=outer.info.run_id)
+
+
+def log_params(params: dict) -> None:
+    """Log run parameters; None values are logged as the string ``None``."""
+    mlflow.log_params({key: str(value) for key, value in params.items()})
+
+
+def log_metrics(metrics: dict) -> None:
+    """Log scalar metrics of the active run."""
+    mlflow.log_metrics({key: float(value) for key, value in metrics.items()})
+
+
+def log_history(history: dict) -> None:
+    """Log per-epoch curves in one batch, with step = epoch (0-based).
+
+    Parameters
+    ----------
+    history : dict of str to list of float
+        Curve name (for example ``train_loss``) to one value per epoch.
+    """
+    from mlflow.entities import Metric
+    import time
+
+    timestamp = int(time.time() * 1000)
+    entries = [
+        Metric(key=name, value=float(value), timestamp=timestamp, step=epoch)
+        for name, values in history.items()
+        for epoch, value in enumerate(values)
+    ]
+    run_id = mlflow.active_run().info.run_id
+    for start in range(0, len(entries), 1000):
+        MlflowClient().log_batch(run_id, metrics=entries[start:start + 1000])
+
+
+def set_tags(tags: dict, run_id: str | None = None) -> None:
+    """Set tags on ``run_id``, or on the active run."""
+    client = MlflowClient()
+    run_id = run_id or mlflow.active_run().info.run_id
+    for key, value in tags.items():
+        client.set_tag(run_id, key, str(value))
+
+
+def log_figure(fig, artifact_file: str) -> None:
+    """Log a matplotlib figure as an image artifact and close it."""
+    import matplotlib.pyplot as plt
+
+    try:
+        mlflow.log_figure(fig, artifact_file)
+    finally:
+        plt.close(fig)
+
+
+def log_csv(rows: list[dict], artifact_file: str, *, fieldnames: list[str]) -> None:
+    """Log rows of dicts as a CSV artifact with the given columns."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fieldnames)
+    writer.writeheader()
+    writer.writerows(rows)
+    mlflow.log_text(buffer.getvalue(), artifact_file)
+
+
+def log_files(paths) -> None:
+    """Log local files as artifacts at the root of the active run."""
+    for path in paths:
+        mlflow.log_artifact(str(path))
+
+
+def _pip_requirements(*packages: str) -> list[str]:
+    return [f"{package}=={metadata.version(package)}" for package in packages]
+
+
+def log_encoder(encoder, X_example) -> str:
+    """Log a Keras encoder as an MLflow model in Keras 3 format and return its URI.
+
+    The signature comes from ``infer_signature`` on a few rows, and the pip
+    requirements are given explicitly, because requirement inference costs
+    seconds per model.
+    """
+    import mlflow.keras
+
+    example = X_example[:5]
+    signature = infer_signature(example, encoder.predict(example, verbose=0))
+    info = mlflow.keras.log_model(
+        encoder,
+        name=MODEL_NAME_ENCODER,
+        signature=signature,
+        pip_requirements=_pip_requirements("mlflow", "tensorflow", "keras", "numpy"),
+    )
+    set_tags({TAG_MODEL_URI: info.model_uri})
+    return info.model_uri
+
+
+def log_pca(pca, X_example) -> str:
+    """Log a fitted scikit-learn PCA with the sklearn flavour and return its URI."""
+    import mlflow.sklearn
+
+    example = X_example[:5]
+    info = mlflow.sklearn.log_model(
+        pca,
+        name=MODEL_NAME_PCA,
+        pyfunc_predict_fn="transform",
+        signature=infer_signature(example, pca.transform(example)),
+        pip_requirements=_pip_requirements("mlflow", "scikit-learn", "numpy"),
+    )
+    set_tags({TAG_MODEL_URI: info.model_uri})
+    return info.model_uri
+
+
+def _run_record(run) -> dict:
+    return {
+        "run_id": run.info.run_id,
+        "experiment_id": run.info.experiment_id,
+        "status": run.info.status,
+        "start_time": run.info.start_time,
+        "params": dict(run.data.params),
+        "metrics": dict(run.data.metrics),
+        "tags": dict(run.data.tags),
+    }
+
+
+def search_runs(experiment_id: str, filter_string: str, order_by=None) -> list[dict]:
+    """Return every run matching ``filter_string``, following all result pages."""
+    client = MlflowClient()
+    records, page_token = [], None
+    while True:
+        page = client.search_runs(
+            [experiment_id],
+            filter_string=filter_string,
+            max_results=SEARCH_PAGE_SIZE,
+            order_by=order_by,
+            page_token=page_token,
+        )
+        records.extend(_run_record(run) for run in page)
+        page_token = page.token
+        if not page_token:
+            return records
+
+
+def child_runs(experiment_id: str, sweep_run_id: str) -> list[dict]:
+    """Return every run of the sweep ``sweep_run_id``, whatever its status."""
+    return search_runs(experiment_id, f"tags.`{TAG_SWEEP_RUN_ID}` = '{sweep_run_id}'")
+
+
+def latest_sweep(experiment_id: str) -> dict | None:
+    """Return the most recently started sweep run of the experiment, or None."""
+    client = MlflowClient()
+    page = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{TAG_ROLE}` = '{ROLE_SWEEP}'",
+        max_results=1,
+        order_by=["attributes.start_time DESC"],
+    )
+    return _run_record(page[0]) if page else None
+
+
+def get_run(run_id: str) -> dict:
+    """Return one run as a record of its params, metrics and tags."""
+    return _run_record(MlflowClient().get_run(run_id))
+
+
+def read_artifact_text(run_id: str, artifact_path: str) -> str | None:
+    """Return the text of a run's artifact, or None when it is missing."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=artifact_path, dst_path=tmp
+            )
+        except (OSError, mlflow.exceptions.MlflowException):
+            return None
+        return Path(local).read_text(encoding="utf-8")
+
+
+def register_model(model_uri: str, name: str, *, tags: dict, description: str) -> str:
+    """Register ``model_uri`` as a new version of ``name``, point the alias ``best`` at it.
+
+    Returns
+    -------
+    version : str
+        The new model version.
+    """
+    client = MlflowClient()
+    version = mlflow.register_model(model_uri, name, tags={k: str(v) for k, v in tags.items()})
+    client.update_model_version(name, version.version, description=description)
+    client.set_registered_model_alias(name, BEST_ALIAS, version.version)
+    logger.info("Registered %s version %s with alias @%s.", name, version.version, BEST_ALIAS)
+    return str(version.version)
+
