@@ -95,14 +95,22 @@ def _empty_to_none(ctx, param, value):
     return None if value is None or str(value).strip() == "" else value
 
 
-def common_options(command):
-    """Add the options that every command shares."""
-    options = [
+def _apply(command, options):
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def data_options(command):
+    """Add the options that choose the images: data set, split, sample and seed."""
+    return _apply(command, [
         click.option("--dataset", default="digits", show_default=True,
                      help="Data set: emnist, cifar10, mnist, fashion_mnist (TFDS), digits "
                           "(scikit-learn, offline), or the path of a class-per-folder image "
                           "folder or an .npz file."),
-        click.option("--split", default="train", show_default=True, help="Split to sample from."),
+        click.option("--split", default="train", show_default=True,
+                     help="Split to sample from (for an .npz file with a split array: "
+                          "train or test)."),
         click.option("--data-dir", default=None, callback=_empty_to_none,
                      help="TFDS data directory holding prepared data sets.  [default: TFDS's own]"),
         click.option("--sample-size", type=OptionalInt(), default=None,
@@ -110,6 +118,12 @@ def common_options(command):
                           f"[default: {DEFAULT_SAMPLE_SIZE}, or the whole split when it is smaller]"),
         click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True,
                      help="Random seed for the sample, the network, K-means and t-SNE."),
+    ])
+
+
+def store_options(command):
+    """Add the options that choose the tracking store and the log level."""
+    return _apply(command, [
         click.option("--experiment", default=None, callback=_empty_to_none,
                      help="MLflow experiment name.  [default: aeclust-<dataset>]"),
         click.option("--tracking-uri", default=None, callback=_empty_to_none,
@@ -117,10 +131,7 @@ def common_options(command):
                           "else sqlite:///mlflow.db in the working directory]"),
         click.option("--quiet", is_flag=True, help="Log warnings and errors only."),
         click.option("--debug", is_flag=True, help="Log debug lines and show tracebacks."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    ])
 
 
 def training_options(command):
@@ -136,9 +147,7 @@ def training_options(command):
         click.option("--tsne/--no-tsne", default=True, show_default=True,
                      help="Draw tsne.png for each run (openTSNE)."),
     ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    return _apply(command, options)
 
 
 def handle_errors(command):
@@ -195,7 +204,8 @@ def main():
 
 
 @main.command()
-@common_options
+@data_options
+@store_options
 @training_options
 @click.option("--method", type=click.Choice(METHODS), default="ae", show_default=True,
               help="Feature extractor: dense autoencoder or PCA.")
@@ -224,7 +234,8 @@ def train(dataset, split, data_dir, sample_size, seed, experiment, tracking_uri,
 
 
 @main.command()
-@common_options
+@data_options
+@store_options
 @training_options
 @click.option("--methods", type=ChoiceList(METHODS), default=",".join(METHODS), show_default=True,
               help="Comma-separated feature extractors to run.")
@@ -258,7 +269,9 @@ def sweep(dataset, split, data_dir, sample_size, seed, experiment, tracking_uri,
 
 
 @main.command()
-@common_options
+@click.option("--dataset", default="digits", show_default=True,
+              help="Data set of the sweep; it names the experiment aeclust-<dataset>.")
+@store_options
 @click.option("--sweep-run-id", default=None, callback=_empty_to_none,
               help="Parent run of the sweep to compare.  [default: the latest sweep in the experiment]")
 @click.option("--metric", type=click.Choice(("", *METRICS)), default="", callback=_empty_to_none,
@@ -273,12 +286,11 @@ def sweep(dataset, split, data_dir, sample_size, seed, experiment, tracking_uri,
 @click.option("--language", type=click.Choice(("en", "zh-CN")), default="en", show_default=True,
               help="Language of summary.md.")
 @handle_errors
-def compare(dataset, split, data_dir, sample_size, seed, experiment, tracking_uri, quiet, debug,
-            sweep_run_id, metric, register, register_model, output_dir, language):
+def compare(dataset, experiment, tracking_uri, quiet, debug, sweep_run_id, metric, register, register_model, output_dir, language):
     """Choose the best latent dimension of a sweep, write the summary, register the encoder.
 
-    The data options only name the experiment (aeclust-<dataset>); compare
-    reads everything else from the tracking store.
+    Compare reads the runs from the tracking store; --dataset only names the
+    experiment.
     """
     from aeclust import compare as compare_module
     from aeclust import report, tracking

@@ -93,7 +93,7 @@ def load_dataset(config: DataConfig) -> ImageSet:
 
     path = Path(config.dataset)
     if path.suffix == ".npz" and path.is_file():
-        return load_npz(path)
+        return load_npz(path, split=config.split)
     if path.is_dir():
         return load_folder(path)
     raise DataSourceError(
@@ -144,10 +144,12 @@ def load_tfds(dataset: str, *, split: str = "train", data_dir: str | None = None
             "data_dir='DIR').download_and_prepare()\"`, copy DIR here and pass --data-dir DIR."
         ) from exc
 
-    if split not in builder.info.splits:
+    # Prepared data lists its splits; a slice such as "train[:10%]" names its base split.
+    known_splits = builder.info.splits
+    if known_splits and split.split("[")[0] not in known_splits:
         raise DataSourceError(
             f"split={split!r} does not exist in {tfds_name}: use one of "
-            f"{', '.join(sorted(builder.info.splits))}."
+            f"{', '.join(sorted(known_splits))}."
         )
 
     # Batches keep the conversion to numpy vectorised; one element at a time is slow.
@@ -186,12 +188,18 @@ def emnist_upright(images: np.ndarray) -> np.ndarray:
     return np.swapaxes(images, 1, 2)
 
 
-def load_npz(path: Path) -> ImageSet:
+NPZ_SPLIT_CODES = {"train": 0, "test": 1}
+"""Values of an ``.npz`` file's optional ``split`` array."""
+
+
+def load_npz(path: Path, *, split: str | None = None) -> ImageSet:
     """Load images and labels from an ``.npz`` file.
 
     The file holds ``images`` (uint8, N x H x W or N x H x W x C) and
     ``labels`` (N integers), and optionally ``class_names`` (strings) or an
-    EMNIST-style ``mapping`` of Unicode code points, one per label id.
+    EMNIST-style ``mapping`` of Unicode code points, one per label id. When it
+    also holds a ``split`` array (0 = train, 1 = test), only the images of
+    ``split`` are kept; without one, ``split`` is ignored.
     """
     try:
         with np.load(path, allow_pickle=False) as archive:
@@ -216,6 +224,15 @@ def load_npz(path: Path) -> ImageSet:
             f"dataset={str(path)!r} has {len(images)} images and {len(labels)} labels of dtype "
             f"{labels.dtype}: give one integer label per image."
         )
+
+    if "split" in arrays and split is not None:
+        if split not in NPZ_SPLIT_CODES:
+            raise DataSourceError(
+                f"split={split!r} is not in {str(path)!r}: its split array knows "
+                f"{', '.join(NPZ_SPLIT_CODES)}."
+            )
+        keep = arrays["split"].reshape(-1) == NPZ_SPLIT_CODES[split]
+        images, labels = images[keep], labels[keep]
 
     n_classes = int(labels.max()) + 1 if len(labels) else 0
     if "class_names" in arrays:

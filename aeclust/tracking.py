@@ -1,9 +1,9 @@
 """Every MLflow call of aeclust, and the names of its params, metrics, tags and artifacts.
 
 Runs are created through :class:`mlflow.MlflowClient` in an explicit
-experiment and then activated with ``mlflow.start_run(run_id=...)``, so a
-run started by ``mlflow run`` (which sets ``MLFLOW_RUN_ID``) never captures
-the nested runs of a sweep by accident.
+experiment and then activated with ``mlflow.start_run(run_id=...)``, so the
+run that ``mlflow run`` announces in ``MLFLOW_RUN_ID`` never captures the
+runs of a sweep by accident.
 """
 
 from __future__ import annotations
@@ -97,26 +97,24 @@ def get_experiment_id(name: str) -> str | None:
     return None if experiment is None else experiment.experiment_id
 
 
-def _project_run_id(experiment_id: str) -> str | None:
-    """Return the run that ``mlflow run`` started for this process, if it is usable.
+_PROJECT_RUN: dict = {}
 
-    ``mlflow run`` creates a run and passes its id in ``MLFLOW_RUN_ID``. The
-    run is adopted only when it belongs to ``experiment_id``; otherwise the
-    caller creates its own run and records the project run in a tag.
+
+def _project_run() -> tuple[str, str] | None:
+    """Return (run id, experiment id) of the run ``mlflow run`` started, if any.
+
+    ``mlflow run`` creates a run that records the MLproject parameters as
+    given and passes its id in ``MLFLOW_RUN_ID``. aeclust nests its own runs
+    under it instead of reusing it, because its runs record the resolved
+    values and MLflow does not allow a param to change.
     """
-    run_id = os.environ.pop("MLFLOW_RUN_ID", None)
-    if not run_id:
-        return None
-    run = MlflowClient().get_run(run_id)
-    if run.info.experiment_id == experiment_id:
-        return run_id
-    logger.info(
-        "The mlflow run project run %s is in another experiment; pass "
-        "--experiment-name to mlflow run to record the work in that run itself.",
-        run_id,
-    )
-    os.environ["AECLUST_PROJECT_RUN_ID"] = run_id
-    return None
+    if "value" not in _PROJECT_RUN:
+        run_id = os.environ.pop("MLFLOW_RUN_ID", None)
+        _PROJECT_RUN["value"] = None
+        if run_id:
+            run = MlflowClient().get_run(run_id)
+            _PROJECT_RUN["value"] = (run_id, run.info.experiment_id)
+    return _PROJECT_RUN["value"]
 
 
 @contextlib.contextmanager
@@ -126,8 +124,9 @@ def active_run(experiment_id: str, *, run_name: str, tags: dict, parent_run_id: 
     The run ends FINISHED when the block completes, KILLED on
     ``KeyboardInterrupt`` and FAILED on any other exception; the exception's
     type and message are stored in the ``aeclust.failure`` tag and the
-    exception is re-raised. A top-level run adopts the run of ``mlflow run``
-    when there is one in the same experiment.
+    exception is re-raised. Under ``mlflow run``, a top-level run is nested
+    under the project run when both are in the same experiment, and tagged
+    with its id in any case.
 
     Yields
     ------
@@ -135,18 +134,15 @@ def active_run(experiment_id: str, *, run_name: str, tags: dict, parent_run_id: 
     """
     client = MlflowClient()
     all_tags = {TAG_RUN_NAME: run_name, **{k: str(v) for k, v in tags.items()}}
-    run_id = _project_run_id(experiment_id) if parent_run_id is None else None
-    if run_id is None:
-        if parent_run_id is not None:
-            all_tags[TAG_PARENT] = parent_run_id
-        project_run = os.environ.get("AECLUST_PROJECT_RUN_ID")
-        if project_run and parent_run_id is None:
-            all_tags[TAG_PROJECT_RUN_ID] = project_run
-        run_id = client.create_run(experiment_id, tags=all_tags, run_name=run_name).info.run_id
-    else:
-        client.set_tag(run_id, TAG_RUN_NAME, run_name)
-        for key, value in all_tags.items():
-            client.set_tag(run_id, key, value)
+    project = _project_run()
+    if parent_run_id is None and project is not None:
+        project_run_id, project_experiment_id = project
+        all_tags[TAG_PROJECT_RUN_ID] = project_run_id
+        if project_experiment_id == experiment_id:
+            parent_run_id = project_run_id
+    if parent_run_id is not None:
+        all_tags[TAG_PARENT] = parent_run_id
+    run_id = client.create_run(experiment_id, tags=all_tags, run_name=run_name).info.run_id
 
     # A parent run stays active while its children run; park it and restore it after.
     outer = mlflow.active_run()
@@ -306,8 +302,11 @@ def search_runs(experiment_id: str, filter_string: str, order_by=None) -> list[d
 
 
 def child_runs(experiment_id: str, sweep_run_id: str) -> list[dict]:
-    """Return every run of the sweep ``sweep_run_id``, whatever its status."""
-    return search_runs(experiment_id, f"tags.`{TAG_SWEEP_RUN_ID}` = '{sweep_run_id}'")
+    """Return every configuration run of the sweep ``sweep_run_id``, whatever its status."""
+    return search_runs(
+        experiment_id,
+        f"tags.`{TAG_SWEEP_RUN_ID}` = '{sweep_run_id}' and tags.`{TAG_ROLE}` = '{ROLE_RUN}'",
+    )
 
 
 def latest_sweep(experiment_id: str) -> dict | None:

@@ -1,0 +1,41 @@
+"""Shared fixtures: a temporary MLflow store and small image sources on disk."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture
+def tracking_uri(tmp_path, monkeypatch):
+    """Point MLflow at a fresh SQLite store in ``tmp_path`` and work from there."""
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)
+    mlflow.set_tracking_uri(uri)
+    yield uri
+    mlflow.set_tracking_uri(None)
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    """Write a class-per-folder set of 8x8 grey PNGs: 3 classes of 6 images."""
+    from PIL import Image
+
+    root = tmp_path / "shapes"
+    rng = np.random.default_rng(0)
+    for label, name in enumerate(("circle", "cross", "square")):
+        (root / name).mkdir(parents=True)
+        for index in range(6):
+            pixels = rng.integers(0, 40, size=(8, 8), dtype=np.uint8)
+            pixels[label * 2:label * 2 + 3, :] = 250
+            Image.fromarray(pixels).save(root / name / f"{index:03d}.png")
+    return root
