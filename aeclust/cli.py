@@ -15,6 +15,8 @@ import sys
 import click
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# MLflow draws a progress bar per downloaded artifact; compare downloads one per best run.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 from aeclust.config import (  # noqa: E402
     DEFAULT_BATCH_SIZE,

@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
+from pathlib import PurePath
 
 METHODS = ("ae", "pca")
 """Feature extractors: the dense autoencoder and the PCA baseline."""
@@ -237,9 +238,30 @@ def check_latent_dim(latent_dim: int) -> None:
         )
 
 
-def default_experiment(dataset: str) -> str:
-    """Name the experiment for a data set: ``aeclust-<dataset name or file stem>``."""
-    from pathlib import PurePath
+SPLIT_FOLDER_NAMES = ("train", "test", "val", "validation")
 
-    stem = PurePath(dataset).stem if ("/" in dataset or "." in dataset) else dataset
-    return f"aeclust-{stem}"
+
+def source_name(dataset: str) -> str:
+    """Name a data source for experiments and models: the data set, file stem or folder name.
+
+    A folder named after a split takes its parent's name as a prefix, so
+    ``cifar10/train`` is ``cifar10-train`` rather than ``train``.
+
+    Examples
+    --------
+    >>> source_name("emnist"), source_name("data/letters.npz"), source_name("/tmp/cifar10/train/")
+    ('emnist', 'letters', 'cifar10-train')
+    """
+    if "/" not in dataset and "." not in dataset:
+        return dataset
+    path = PurePath(dataset)
+    if path.suffix == ".npz":
+        return path.stem
+    if path.name in SPLIT_FOLDER_NAMES and path.parent.name:
+        return f"{path.parent.name}-{path.name}"
+    return path.name
+
+
+def default_experiment(dataset: str) -> str:
+    """Name the experiment for a data set: ``aeclust-<source name>``."""
+    return f"aeclust-{source_name(dataset)}"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aeclust.config import DEFAULT_SAMPLE_SIZE, ConfigError, DataConfig
+from aeclust.config import DEFAULT_SAMPLE_SIZE, ConfigError, DataConfig, source_name
 
 logger = logging.getLogger(__name__)
 
@@ -250,7 +250,7 @@ def load_npz(path: Path, *, split: str | None = None) -> ImageSet:
         images=_with_channel_axis(images),
         labels=labels.astype(np.int64),
         class_names=class_names,
-        name=path.stem,
+        name=source_name(str(path)),
     )
 
 
@@ -290,7 +290,7 @@ def load_folder(path: Path) -> ImageSet:
         images=_with_channel_axis(np.stack(images).astype(np.uint8)),
         labels=np.asarray(labels, dtype=np.int64),
         class_names=tuple(class_dir.name for class_dir in class_dirs),
-        name=path.name,
+        name=source_name(str(path)),
     )
 
 

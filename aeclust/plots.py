@@ -84,6 +84,9 @@ def dimension_figure(table, *, methods, title=""):
             errors = [row.get(f"{metric}_std", 0.0) or 0.0 for row in rows]
             ax.errorbar(dims, values, yerr=errors, marker="o", capsize=3, label=method)
         ax.set_xscale("log", base=2)
+        all_dims = sorted({row["latent_dim"] for row in table})
+        ax.set_xticks(all_dims, [str(dim) for dim in all_dims])
+        ax.minorticks_off()
         ax.set_xlabel("latent_dim")
         ax.set_ylabel(label)
         ax.set_title(f"{label} against latent dimension")
