@@ -181,7 +181,11 @@ def handle_errors(command):
 
 def setup_logging(*, quiet: bool, debug: bool) -> None:
     """Send aeclust's log lines to stderr at the chosen level."""
-    level = logging.WARNING if quiet else logging.DEBUG if debug else logging.INFO
+    level = logging.INFO
+    if quiet:
+        level = logging.WARNING
+    if debug:
+        level = logging.DEBUG
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
     logger.handlers[:] = [handler]

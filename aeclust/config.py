@@ -37,7 +37,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Where the images come from and which of them a run uses.
+    """Image source and sample of a run.
 
     Parameters
     ----------
@@ -194,12 +194,12 @@ class SweepConfig:
 
 @dataclass(frozen=True)
 class CompareConfig:
-    """How compare reads a sweep back and what it writes.
+    """Options of compare: the sweep to read back and the outputs to write.
 
     Parameters
     ----------
     experiment : str
-        Experiment that holds the sweep.
+        Experiment that contains the sweep.
     sweep_run_id : str or None, default=None
         Parent run of the sweep; None means the latest sweep in ``experiment``.
     metric : str or None, default=None

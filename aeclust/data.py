@@ -195,10 +195,10 @@ NPZ_SPLIT_CODES = {"train": 0, "test": 1}
 def load_npz(path: Path, *, split: str | None = None) -> ImageSet:
     """Load images and labels from an ``.npz`` file.
 
-    The file holds ``images`` (uint8, N x H x W or N x H x W x C) and
+    The file contains ``images`` (uint8, N x H x W or N x H x W x C) and
     ``labels`` (N integers), and optionally ``class_names`` (strings) or an
     EMNIST-style ``mapping`` of Unicode code points, one per label id. When it
-    also holds a ``split`` array (0 = train, 1 = test), only the images of
+    also contains a ``split`` array (0 = train, 1 = test), only the images of
     ``split`` are kept; without one, ``split`` is ignored.
     """
     try:

@@ -122,9 +122,8 @@ def active_run(experiment_id: str, *, run_name: str, tags: dict, parent_run_id: 
     """Create a run, make it the active run and end it with the right status.
 
     The run ends FINISHED when the block completes, KILLED on
-    ``KeyboardInterrupt`` and FAILED on any other exception; the exception's
-    type and message are stored in the ``aeclust.failure`` tag and the
-    exception is re-raised. Under ``mlflow run``, a top-level run is nested
+    ``KeyboardInterrupt`` and FAILED on any other exception. On an exception,
+    its type and message go to the ``aeclust.failure`` tag and it is re-raised. Under ``mlflow run``, a top-level run is nested
     under the project run when both are in the same experiment, and tagged
     with its id in any case.
 

@@ -74,7 +74,7 @@ def test_kmeans_too_few_samples_rejected():
 
 
 def test_confusion_pairs_hand_case():
-    # Cluster 0 holds three "a" and two "b" (majority a); cluster 1 holds three "b".
+    # Cluster 0 contains three "a" and two "b", so its majority is "a". Cluster 1 contains three "b".
     labels_true = np.array([0, 0, 0, 1, 1, 1, 1, 1])
     labels_pred = np.array([0, 0, 0, 0, 0, 1, 1, 1])
     rows = cluster.confusion_pairs(labels_true, labels_pred, ("a", "b"))
