@@ -127,3 +127,34 @@ def test_mlflow_run_project(tracking_uri, tmp_path):
     assert all(run.data.tags["mlflow.parentRunId"] == sweeps[0].info.run_id for run in children)
     assert client.get_model_version_by_alias("aeclust-digits-encoder", "best") is not None
     assert (tmp_path / "o" / "summary.json").exists()
+
+
+def test_failed_run_marked_and_named(tracking_uri, monkeypatch):
+    from aeclust import models
+
+    real_fit_pca = models.fit_pca
+
+    def fit_pca_failing_at_16(X, *, latent_dim, random_state):
+        if latent_dim == 16:
+            raise FloatingPointError("simulated failure")
+        return real_fit_pca(X, latent_dim=latent_dim, random_state=random_state)
+
+    monkeypatch.setattr(models, "fit_pca", fit_pca_failing_at_16)
+    result = CliRunner().invoke(
+        main, ["sweep", "--methods", "pca", "--latent-dims", "8,16,32", "--sample-size", "300",
+               "--no-tsne"],
+    )
+    assert result.exit_code == 1
+    assert "1 run(s) of sweep" in result.output
+    assert "pca-d16-s42" in result.output
+
+    client = MlflowClient()
+    experiment_id = client.get_experiment_by_name("aeclust-digits").experiment_id
+    runs = client.search_runs([experiment_id])
+    statuses = {run.data.tags["mlflow.runName"]: run.info.status for run in runs}
+    assert statuses["pca-d8-s42"] == "FINISHED"
+    assert statuses["pca-d32-s42"] == "FINISHED"
+    assert statuses["pca-d16-s42"] == "FAILED"
+    assert statuses["sweep-digits"] == "FAILED"
+    failed = next(run for run in runs if run.data.tags["mlflow.runName"] == "pca-d16-s42")
+    assert "simulated failure" in failed.data.tags[tracking.TAG_FAILURE]
