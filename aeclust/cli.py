@@ -24,6 +24,7 @@ from aeclust.config import (  # noqa: E402
     DEFAULT_LATENT_DIMS,
     DEFAULT_SAMPLE_SIZE,
     DEFAULT_SEED,
+    DEFAULT_TSNE_SAMPLES,
     METHODS,
     METRICS,
     CompareConfig,
@@ -131,7 +132,8 @@ def store_options(command):
         click.option("--tracking-uri", default=None, callback=_empty_to_none,
                      help="MLflow tracking URI.  [default: $MLFLOW_TRACKING_URI, "
                           "else sqlite:///mlflow.db in the working directory]"),
-        click.option("--quiet", is_flag=True, help="Log warnings and errors only."),
+        click.option("--quiet", is_flag=True,
+                     help="Log warnings and errors only, with no progress output."),
         click.option("--debug", is_flag=True, help="Log debug lines and show tracebacks."),
     ])
 
@@ -148,6 +150,9 @@ def training_options(command):
                      help="Number of K-means clusters.  [default: number of classes]"),
         click.option("--tsne/--no-tsne", default=True, show_default=True,
                      help="Draw tsne.png for each run (openTSNE)."),
+        click.option("--tsne-samples", type=click.IntRange(min=10), default=DEFAULT_TSNE_SAMPLES,
+                     show_default=True,
+                     help="Most points in the t-SNE figure, sampled with the seed."),
     ]
     return _apply(command, options)
 
@@ -157,12 +162,14 @@ def handle_errors(command):
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        from aeclust import progress
         from aeclust.compare import CompareError
         from aeclust.data import DataSourceError
         from aeclust.sweep import SweepFailedError
 
         debug = kwargs.get("debug", False)
         setup_logging(quiet=kwargs.get("quiet", False), debug=debug)
+        progress.configure(enabled=not kwargs.get("quiet", False))
         try:
             return command(*args, **kwargs)
         except (ConfigError, DataSourceError) as exc:
@@ -219,13 +226,13 @@ def main():
               help="Number of features (autoencoder latent units or PCA components).")
 @handle_errors
 def train(dataset, split, data_dir, sample_size, seed, experiment, tracking_uri, quiet, debug,
-          epochs, batch_size, n_clusters, tsne, method, latent_dim):
+          epochs, batch_size, n_clusters, tsne, tsne_samples, method, latent_dim):
     """Train and score one configuration as one MLflow run."""
     from aeclust import pipeline, tracking
 
     config = RunConfig(
         data=build_data_config(dataset, split, data_dir, sample_size), method=method, latent_dim=latent_dim, seed=seed, epochs=epochs,
-        batch_size=batch_size, n_clusters=n_clusters, tsne=tsne,
+        batch_size=batch_size, n_clusters=n_clusters, tsne=tsne, tsne_samples=tsne_samples,
     )
     config, image_set = pipeline.load_data(config)
     image_set = pipeline.draw_sample(config, image_set)
@@ -253,14 +260,14 @@ def train(dataset, split, data_dir, sample_size, seed, experiment, tracking_uri,
               help="Comma-separated seeds, one run per seed and configuration.  [default: --seed]")
 @handle_errors
 def sweep(dataset, split, data_dir, sample_size, seed, experiment, tracking_uri, quiet, debug,
-          epochs, batch_size, n_clusters, tsne, methods, latent_dims, seeds):
+          epochs, batch_size, n_clusters, tsne, tsne_samples, methods, latent_dims, seeds):
     """Run every (method, latent_dim, seed) as a run nested under one sweep run."""
     from aeclust import sweep as sweep_module
     from aeclust import tracking
 
     base = RunConfig(
         data=build_data_config(dataset, split, data_dir, sample_size), seed=seed, epochs=epochs, batch_size=batch_size,
-        n_clusters=n_clusters, tsne=tsne,
+        n_clusters=n_clusters, tsne=tsne, tsne_samples=tsne_samples,
     )
     config = SweepConfig(
         base=base,
@@ -288,9 +295,9 @@ def sweep(dataset, split, data_dir, sample_size, seed, experiment, tracking_uri,
 @click.option("--register-model", type=click.BOOL, default=None, hidden=True,
               help="true or false; overrides --register (for the MLproject parameter).")
 @click.option("--output-dir", default="aeclust-output", show_default=True,
-              help="Folder for summary.md, summary.json and dim_optimization.png.")
-@click.option("--language", type=click.Choice(("en", "zh-CN")), default="en", show_default=True,
-              help="Language of summary.md.")
+              help="Folder for report.html, summary.md, summary.json and dim_optimization.png.")
+@click.option("--lang", "--language", "language", type=click.Choice(("en", "zh-CN")), default="en",
+              show_default=True, help="Language of summary.md and report.html.")
 @handle_errors
 def compare(dataset, experiment, tracking_uri, quiet, debug, sweep_run_id, metric, register, register_model, output_dir, language):
     """Choose the best latent dimension of a sweep, write the summary, register the encoder.

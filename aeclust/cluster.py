@@ -10,8 +10,15 @@ from sklearn.cluster import KMeans
 from aeclust.metrics import contingency
 
 
-def kmeans(X: np.ndarray, *, n_clusters: int, n_init: int, random_state: int) -> np.ndarray:
-    """Cluster the rows of ``X`` with K-means and return the cluster ids.
+def kmeans(X: np.ndarray, *, n_clusters: int, n_init: int, random_state: int):
+    """Cluster the rows of ``X`` with K-means.
+
+    Returns
+    -------
+    labels_pred : ndarray of shape (n_samples,)
+        Cluster id of each row.
+    centers : ndarray of shape (n_clusters, n_features)
+        The cluster centroids.
 
     Raises
     ------
@@ -33,7 +40,7 @@ def kmeans(X: np.ndarray, *, n_clusters: int, n_init: int, random_state: int) ->
             RuntimeWarning,
             stacklevel=2,
         )
-    return labels_pred
+    return labels_pred, model.cluster_centers_
 
 
 def majority_classes(labels_true: np.ndarray, labels_pred: np.ndarray) -> np.ndarray:
@@ -80,3 +87,81 @@ def confusion_pairs(
         )
     rows.sort(key=lambda row: (-row["share"], row["true_class"]))
     return rows
+
+
+def matched_confusion(labels_true: np.ndarray, labels_pred: np.ndarray, n_classes: int):
+    """Count images per (true class, cluster), with clusters ordered by their matched class.
+
+    Clusters are matched one-to-one to classes by the Hungarian algorithm, so
+    that the diagonal holds the largest total. Unmatched clusters (when there
+    are more clusters than classes) come last.
+
+    Returns
+    -------
+    table : ndarray of shape (n_classes, n_clusters)
+        Column ``j`` is the cluster matched to class ``j`` when ``j < n_classes``.
+    cluster_order : ndarray of shape (n_clusters,)
+        The original cluster id of each column.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    n_clusters = int(labels_pred.max()) + 1
+    table = np.zeros((n_classes, n_clusters), dtype=np.int64)
+    np.add.at(table, (labels_true, labels_pred), 1)
+    rows, cols = linear_sum_assignment(table, maximize=True)
+    matched = dict(zip(rows, cols))
+    order = [matched[row] for row in range(n_classes) if row in matched]
+    order += [col for col in range(n_clusters) if col not in set(order)]
+    return table[:, order], np.asarray(order)
+
+
+def shared_cluster_pairs(
+    labels_true: np.ndarray, labels_pred: np.ndarray, class_names, top: int = 15
+) -> list[dict]:
+    """Rank unordered class pairs by how often their images share a cluster.
+
+    For classes ``a`` and ``b``, ``count`` is the number of image pairs, one of
+    each class, that fall in the same cluster: the sum over clusters of
+    ``n_a(k) * n_b(k)``. ``rate`` divides it by ``n_a * n_b``, the number of
+    such pairs, so it is 1 when both classes share one cluster entirely.
+
+    Returns
+    -------
+    rows : list of dict
+        The ``top`` pairs by falling ``rate``, with the keys ``class_a``,
+        ``class_b``, ``count``, ``total`` and ``rate``.
+    """
+    n_classes = len(class_names)
+    n_clusters = int(labels_pred.max()) + 1
+    table = np.zeros((n_classes, n_clusters), dtype=np.float64)
+    np.add.at(table, (labels_true, labels_pred), 1)
+    shared = table @ table.T
+    sizes = table.sum(axis=1)
+
+    rows = []
+    for a in range(n_classes):
+        for b in range(a + 1, n_classes):
+            total = sizes[a] * sizes[b]
+            if total == 0:
+                continue
+            rows.append(
+                {
+                    "class_a": class_names[a],
+                    "class_b": class_names[b],
+                    "count": int(shared[a, b]),
+                    "total": int(total),
+                    "rate": float(shared[a, b] / total),
+                }
+            )
+    rows.sort(key=lambda row: (-row["rate"], -row["count"], row["class_a"], row["class_b"]))
+    return rows[:top]
+
+
+def nearest_to_centers(X: np.ndarray, labels_pred: np.ndarray, centers: np.ndarray, n: int = 8):
+    """Return, for each cluster, the indexes of its ``n`` members nearest its centroid."""
+    nearest = []
+    for cluster_id, center in enumerate(centers):
+        members = np.flatnonzero(labels_pred == cluster_id)
+        distances = np.sum((X[members] - center) ** 2, axis=1)
+        nearest.append(members[np.argsort(distances, kind="stable")[:n]])
+    return nearest

@@ -23,6 +23,12 @@ logger = logging.getLogger(__name__)
 
 SCORE_METRICS = ("silhouette", "ari", "nmi", "acc")
 TOP_CONFUSED_PAIRS = 10
+REPORT_ARTIFACTS = (
+    tracking.ARTIFACT_TSNE,
+    tracking.ARTIFACT_CONFUSION_MATRIX,
+    tracking.ARTIFACT_RECONSTRUCTIONS,
+    tracking.ARTIFACT_GALLERY,
+)
 
 
 class CompareError(RuntimeError):
@@ -122,25 +128,70 @@ def best_run(runs: list[dict], *, method: str, latent_dim: int, metric: str) -> 
     return max(candidates, key=lambda run: (run["metrics"][metric], -int(run["params"]["seed"])))
 
 
-def read_confusion_pairs(text: str | None, limit: int = TOP_CONFUSED_PAIRS) -> list[dict]:
-    """Parse a run's ``confusion_pairs.csv`` and keep the ``limit`` most confused classes."""
+def read_confusion_pairs(text: str | None, limit: int = TOP_CONFUSED_PAIRS) -> dict:
+    """Parse a run's ``confusion_pairs.csv``.
+
+    Returns
+    -------
+    confusions : dict
+        ``classes``: the ``limit`` classes most often clustered as another
+        class; ``pairs``: the unordered pairs that most often share a
+        cluster. Each row has ``class_a``, ``class_b``, ``count``, ``total``
+        and ``rate``.
+    """
+    confusions = {"classes": [], "pairs": []}
     if not text:
-        return []
-    rows = []
+        return confusions
     for row in csv.DictReader(io.StringIO(text)):
-        if not row["confused_with"]:
+        if not row["class_b"]:
             continue
-        rows.append(
-            {
-                "true_class": row["true_class"],
-                "confused_with": row["confused_with"],
-                "count": int(row["count"]),
-                "class_size": int(row["class_size"]),
-                "share": float(row["share"]),
-            }
-        )
-    rows.sort(key=lambda row: -row["share"])
-    return rows[:limit]
+        parsed = {
+            "class_a": row["class_a"],
+            "class_b": row["class_b"],
+            "count": int(row["count"]),
+            "total": int(row["total"]),
+            "rate": float(row["rate"]),
+        }
+        confusions["classes" if row["scope"] == "class" else "pairs"].append(parsed)
+    confusions["classes"].sort(key=lambda row: -row["rate"])
+    confusions["classes"] = confusions["classes"][:limit]
+    return confusions
+
+
+def paired_test(runs: list[dict], *, latent_dim: int, metric: str) -> dict:
+    """Test autoencoder against PCA at ``latent_dim`` with a paired t-test across seeds.
+
+    Runs are paired by seed. With fewer than 2 pairs no test is possible.
+
+    Returns
+    -------
+    test : dict
+        ``n`` (pairs), ``mean_difference`` (ae - pca), and when a test was
+        possible ``statistic`` and ``p_value`` of ``scipy.stats.ttest_rel``.
+    """
+    by_seed = {"ae": {}, "pca": {}}
+    for run in runs:
+        method = run["params"]["method"]
+        if method in by_seed and int(run["params"]["latent_dim"]) == latent_dim:
+            by_seed[method][run["params"]["seed"]] = run["metrics"][metric]
+    seeds = sorted(set(by_seed["ae"]) & set(by_seed["pca"]))
+    ae = np.array([by_seed["ae"][seed] for seed in seeds])
+    pca = np.array([by_seed["pca"][seed] for seed in seeds])
+    test = {
+        "test": "paired t-test (scipy.stats.ttest_rel), ae against pca, paired by seed",
+        "latent_dim": latent_dim,
+        "n": len(seeds),
+        "mean_difference": float(np.mean(ae - pca)) if seeds else None,
+        "statistic": None,
+        "p_value": None,
+    }
+    if len(seeds) >= 2 and np.ptp(ae - pca) > 0:
+        from scipy import stats
+
+        result = stats.ttest_rel(ae, pca)
+        test["statistic"] = float(result.statistic)
+        test["p_value"] = float(result.pvalue)
+    return test
 
 
 def build_summary(runs: list[dict], *, metric: str, sweep_run: dict, excluded: dict) -> dict:
@@ -163,6 +214,7 @@ def build_summary(runs: list[dict], *, metric: str, sweep_run: dict, excluded: d
             "ae": best["ae"][metric],
             "pca": pca_row[metric] if pca_row else None,
             "difference": best["ae"][metric] - pca_row[metric] if pca_row else None,
+            "test": paired_test(runs, latent_dim=dim, metric=metric),
         }
 
     params = sweep_run["params"]
@@ -175,6 +227,7 @@ def build_summary(runs: list[dict], *, metric: str, sweep_run: dict, excluded: d
             for key in ("dataset", "split", "sample_size", "methods", "latent_dims", "seeds", "epochs",
                         "batch_size", "n_clusters", "n_init")
         },
+        "versions": package_versions(),
         "n_runs": len(runs),
         "excluded_runs": excluded,
         "table": table,
@@ -195,6 +248,19 @@ def build_summary(runs: list[dict], *, metric: str, sweep_run: dict, excluded: d
             for method, run in best_runs.items()
         },
     }
+
+
+def package_versions() -> dict:
+    """Return the installed versions of aeclust and the libraries its results depend on."""
+    from importlib import metadata
+
+    versions = {}
+    for package in ("aeclust", "tensorflow", "keras", "scikit-learn", "numpy", "mlflow", "openTSNE"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
 
 
 def find_sweep(experiment: str, sweep_run_id: str | None) -> tuple[str, dict]:
@@ -246,6 +312,7 @@ def run_compare(config: CompareConfig) -> CompareResult:
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     files = write_outputs(summary, output_dir, language=config.language)
+    files.append(write_report(summary, output_dir, figure_path=files[0], language=config.language))
 
     tags = {
         tracking.TAG_ROLE: tracking.ROLE_COMPARE,
@@ -287,6 +354,19 @@ def write_outputs(summary: dict, output_dir: Path, *, language: str) -> list[Pat
         json.dumps(summary, indent=2, ensure_ascii=False, allow_nan=True), encoding="utf-8"
     )
     return [figure_path, markdown_path, json_path]
+
+
+def write_report(summary: dict, output_dir: Path, *, figure_path: Path, language: str) -> Path:
+    """Write ``report.html`` with the figures of the best runs embedded; return its path."""
+    figures = {"dimension": figure_path.read_bytes()}
+    for method, best in summary["best"].items():
+        for artifact in REPORT_ARTIFACTS:
+            content = tracking.read_artifact_bytes(best["run_id"], artifact)
+            if content is not None:
+                figures[f"{method}/{artifact}"] = content
+    path = output_dir / tracking.ARTIFACT_REPORT
+    path.write_text(report.report_html(summary, figures, language=language), encoding="utf-8")
+    return path
 
 
 def register_best(summary: dict) -> str | None:

@@ -27,6 +27,7 @@ DEFAULT_BATCH_SIZE = 256
 DEFAULT_N_INIT = 10
 EARLY_STOPPING_PATIENCE = 3
 VALIDATION_SPLIT = 0.1
+DEFAULT_TSNE_SAMPLES = 5000
 SILHOUETTE_MAX_EXACT = 10_000
 """Largest point count scored with the exact silhouette; larger sets are sampled."""
 
@@ -90,6 +91,8 @@ class RunConfig:
         K-means restarts.
     tsne : bool, default=True
         Whether to draw the t-SNE figure.
+    tsne_samples : int, default=5000
+        Most points drawn in the t-SNE figure, sampled with ``seed``.
     """
 
     data: DataConfig = field(default_factory=DataConfig)
@@ -101,6 +104,7 @@ class RunConfig:
     n_clusters: int | None = None
     n_init: int = DEFAULT_N_INIT
     tsne: bool = True
+    tsne_samples: int = DEFAULT_TSNE_SAMPLES
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -110,6 +114,11 @@ class RunConfig:
         check_latent_dim(self.latent_dim)
         if self.epochs < 1:
             raise ConfigError(f"epochs={self.epochs} is invalid: give 1 or more.")
+        if self.tsne_samples < 10:
+            raise ConfigError(
+                f"tsne_samples={self.tsne_samples} is invalid: give 10 or more points, "
+                "or turn the figure off with --no-tsne."
+            )
         if self.batch_size < 1:
             raise ConfigError(f"batch_size={self.batch_size} is invalid: give 1 or more.")
         if self.n_clusters is not None and self.n_clusters < 2:
@@ -131,6 +140,7 @@ class RunConfig:
             "batch_size": self.batch_size,
             "n_clusters": self.n_clusters,
             "n_init": self.n_init,
+            "tsne_samples": self.tsne_samples if self.tsne else 0,
         }
 
     def config_hash(self) -> str:

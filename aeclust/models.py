@@ -19,6 +19,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 HIDDEN_UNITS = (256, 128)
 """Encoder layer widths before the latent layer; the decoder mirrors them."""
 
+RECONSTRUCTIONS_KEPT = 16
+"""Validation images whose reconstructions are returned for the figure."""
+
 
 @dataclass
 class FittedFeatures:
@@ -34,6 +37,10 @@ class FittedFeatures:
         Per-epoch ``train_loss`` and ``val_loss`` (empty for PCA).
     reconstruction_mse : float or None
         Mean squared reconstruction error on the validation rows (``ae`` only).
+    reconstruction_index : ndarray of int or None
+        Rows of ``X`` (validation rows) whose reconstructions are kept (``ae`` only).
+    reconstructions : ndarray of shape (n_kept, n_features) or None
+        Reconstructed pixels in [0, 1] of those rows (``ae`` only).
     fit_seconds : float
         Wall time of fitting.
     """
@@ -42,6 +49,8 @@ class FittedFeatures:
     model: object
     history: dict = field(default_factory=dict)
     reconstruction_mse: float | None = None
+    reconstruction_index: np.ndarray | None = None
+    reconstructions: np.ndarray | None = None
     fit_seconds: float = 0.0
 
 
@@ -198,5 +207,7 @@ def fit_autoencoder(
             "val_loss": [float(v) for v in history.history["val_loss"]],
         },
         reconstruction_mse=float(np.mean((reconstruction - X_val) ** 2)),
+        reconstruction_index=order[:n_val][:RECONSTRUCTIONS_KEPT],
+        reconstructions=np.asarray(reconstruction[:RECONSTRUCTIONS_KEPT], dtype=np.float32),
         fit_seconds=fit_seconds,
     )

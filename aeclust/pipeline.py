@@ -9,12 +9,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aeclust import cluster, data, metrics, models, plots, tracking
+from aeclust import cluster, data, metrics, models, plots, progress, tracking
 from aeclust.config import ConfigError, RunConfig
 
 logger = logging.getLogger(__name__)
 
-CONFUSION_COLUMNS = ["true_class", "confused_with", "count", "class_size", "share"]
+CONFUSION_COLUMNS = ["scope", "class_a", "class_b", "count", "total", "rate"]
+GALLERY_IMAGES = 8
 
 
 @dataclass(frozen=True)
@@ -134,19 +135,22 @@ def _fit_and_score(config: RunConfig, image_set: data.ImageSet) -> dict:
     tracking.log_params(params)
 
     if config.method == "ae":
+        epochs = progress.Progress(config.epochs, f"{run_name(config)} epochs", leave=False)
         fitted = models.fit_autoencoder(
             X,
             latent_dim=config.latent_dim,
             epochs=config.epochs,
             batch_size=config.batch_size,
             random_state=config.seed,
+            on_epoch_end=lambda epoch, logs: epochs.update(f"val_loss={logs['val_loss']:.4f}"),
         )
+        epochs.close()
         tracking.log_history(fitted.history)
     else:
         fitted = models.fit_pca(X, latent_dim=config.latent_dim, random_state=config.seed)
 
     start = time.perf_counter()
-    labels_pred = cluster.kmeans(
+    labels_pred, centers = cluster.kmeans(
         fitted.features, n_clusters=n_clusters, n_init=config.n_init, random_state=config.seed
     )
     silhouette, _ = metrics.silhouette(fitted.features, labels_pred, random_state=config.seed)
@@ -159,11 +163,12 @@ def _fit_and_score(config: RunConfig, image_set: data.ImageSet) -> dict:
     tracking.log_metrics(scores)
     logger.debug("Clustering and scoring took %.1f s.", time.perf_counter() - start)
 
-    pairs = cluster.confusion_pairs(image_set.labels, labels_pred, image_set.class_names)
-    tracking.log_csv(pairs, tracking.ARTIFACT_CONFUSION_PAIRS, fieldnames=CONFUSION_COLUMNS)
-
-    if config.tsne:
-        _log_tsne(config, image_set, fitted.features, labels_pred)
+    tracking.log_csv(
+        confusion_rows(image_set.labels, labels_pred, image_set.class_names),
+        tracking.ARTIFACT_CONFUSION_PAIRS,
+        fieldnames=CONFUSION_COLUMNS,
+    )
+    _log_figures(config, image_set, fitted, labels_pred, centers)
 
     if config.method == "ae":
         tracking.log_encoder(fitted.model, X)
@@ -172,23 +177,119 @@ def _fit_and_score(config: RunConfig, image_set: data.ImageSet) -> dict:
     return scores
 
 
-def _log_tsne(config, image_set, features, labels_pred) -> None:
-    from aeclust import embed
+def confusion_rows(labels_true, labels_pred, class_names) -> list[dict]:
+    """Build the rows of ``confusion_pairs.csv``.
 
-    start = time.perf_counter()
-    embedding = embed.tsne_2d(features, random_state=config.seed)
+    Rows with ``scope`` ``class`` give, for each true class (``class_a``),
+    the class its images are most often clustered as (``class_b``), through
+    the majority class of each cluster: ``count`` of its ``total`` images, a
+    share of ``rate``. Rows with ``scope`` ``pair`` give the 15 unordered
+    class pairs whose images most often share a cluster, as
+    :func:`aeclust.cluster.shared_cluster_pairs` defines.
+    """
+    rows = [
+        {
+            "scope": "class",
+            "class_a": row["true_class"],
+            "class_b": row["confused_with"],
+            "count": row["count"],
+            "total": row["class_size"],
+            "rate": row["share"],
+        }
+        for row in cluster.confusion_pairs(labels_true, labels_pred, class_names)
+    ]
+    rows += [
+        {"scope": "pair", **row}
+        for row in cluster.shared_cluster_pairs(labels_true, labels_pred, class_names)
+    ]
+    return rows
+
+
+def _cluster_names(image_set, labels_pred) -> list[str]:
     majority = cluster.majority_classes(image_set.labels, labels_pred)
-    cluster_names = [
+    return [
         f"{cluster_id}: {image_set.class_names[majority[cluster_id]]}"
         for cluster_id in range(int(labels_pred.max()) + 1)
     ]
-    fig = plots.tsne_figure(
+
+
+def _log_figures(config, image_set, fitted, labels_pred, centers) -> None:
+    """Log the t-SNE map, the confusion heatmap, the cluster gallery and reconstructions.
+
+    A figure that fails is logged as a warning and skipped, so the metrics
+    and the model of the run are still recorded.
+    """
+    figures = [
+        (tracking.ARTIFACT_CONFUSION_MATRIX, lambda: _confusion_figure(config, image_set, labels_pred)),
+        (tracking.ARTIFACT_GALLERY,
+         lambda: _gallery_figure(config, image_set, fitted.features, labels_pred, centers)),
+    ]
+    if config.tsne:
+        figures.append(
+            (tracking.ARTIFACT_TSNE, lambda: _tsne_figure(config, image_set, fitted.features, labels_pred))
+        )
+    if fitted.reconstructions is not None:
+        figures.append(
+            (tracking.ARTIFACT_RECONSTRUCTIONS, lambda: _reconstructions_figure(config, image_set, fitted))
+        )
+    for artifact_file, draw in figures:
+        start = time.perf_counter()
+        try:
+            fig = draw()
+        except Exception:  # A figure must never cost the run its metrics and model.
+            logger.exception("Drawing %s failed; the run goes on without it.", artifact_file)
+            continue
+        tracking.log_figure(fig, artifact_file)
+        logger.debug("%s took %.1f s.", artifact_file, time.perf_counter() - start)
+
+
+def _tsne_figure(config, image_set, features, labels_pred):
+    from aeclust import embed
+
+    index = np.arange(len(features))
+    if len(index) > config.tsne_samples:
+        rng = np.random.default_rng(config.seed)
+        index = np.sort(rng.choice(len(index), size=config.tsne_samples, replace=False))
+        logger.info("t-SNE draws %d of %d points.", len(index), len(features))
+    embedding = embed.tsne_2d(features[index], random_state=config.seed)
+    return plots.tsne_figure(
         embedding,
-        image_set.labels,
-        labels_pred,
+        image_set.labels[index],
+        labels_pred[index],
         class_names=image_set.class_names,
-        cluster_names=cluster_names,
+        cluster_names=_cluster_names(image_set, labels_pred),
         title=f"{image_set.name}: {run_name(config)}",
     )
-    tracking.log_figure(fig, tracking.ARTIFACT_TSNE)
-    logger.debug("t-SNE took %.1f s.", time.perf_counter() - start)
+
+
+def _confusion_figure(config, image_set, labels_pred):
+    table, order = cluster.matched_confusion(image_set.labels, labels_pred, image_set.n_classes)
+    names = _cluster_names(image_set, labels_pred)
+    return plots.confusion_figure(
+        table,
+        class_names=image_set.class_names,
+        cluster_names=[names[cluster_id] for cluster_id in order],
+        title=f"{image_set.name}: {run_name(config)}, clusters matched to classes",
+    )
+
+
+def _gallery_figure(config, image_set, features, labels_pred, centers):
+    groups = cluster.nearest_to_centers(features, labels_pred, centers, n=GALLERY_IMAGES)
+    majority = cluster.majority_classes(image_set.labels, labels_pred)
+    titles = []
+    for cluster_id in range(len(centers)):
+        members = labels_pred == cluster_id
+        purity = float(np.mean(image_set.labels[members] == majority[cluster_id])) if members.any() else 0.0
+        titles.append(f"{cluster_id}: {image_set.class_names[majority[cluster_id]]} ({purity:.0%})")
+    return plots.gallery_figure(
+        image_set.images, groups, row_titles=titles,
+        title=f"{run_name(config)}: {GALLERY_IMAGES} images nearest each centroid (majority class, purity)",
+    )
+
+
+def _reconstructions_figure(config, image_set, fitted):
+    originals = image_set.images[fitted.reconstruction_index]
+    pixels = np.clip(np.round(fitted.reconstructions * 255.0), 0, 255).astype(np.uint8)
+    return plots.reconstructions_figure(
+        originals, pixels.reshape(originals.shape), title=f"{run_name(config)}: input and reconstruction"
+    )

@@ -7,7 +7,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from aeclust import pipeline, tracking
+from aeclust import pipeline, progress, tracking
 from aeclust.config import ConfigError, RunConfig, SweepConfig
 
 logger = logging.getLogger(__name__)
@@ -92,12 +92,9 @@ def run_sweep(sweep: SweepConfig, *, experiment: str) -> SweepResult:
         tracking.log_params(params)
 
         start = time.perf_counter()
-        for position, config in enumerate(planned, start=1):
+        runs_progress = progress.Progress(len(planned), "sweep runs")
+        for config in planned:
             name = pipeline.run_name(config)
-            logger.info(
-                "[%d/%d] %s (%.0f s elapsed)", position, len(planned), name,
-                time.perf_counter() - start,
-            )
             try:
                 result = pipeline.execute_run(
                     config, samples[config.seed],
@@ -106,8 +103,11 @@ def run_sweep(sweep: SweepConfig, *, experiment: str) -> SweepResult:
             except Exception:
                 logger.exception("Run %s failed; the sweep goes on.", name)
                 failed.append(name)
+                runs_progress.update(f"{name} FAILED")
                 continue
             results.append(result)
+            runs_progress.update(name)
+        runs_progress.close()
 
         tracking.log_metrics({tracking.METRIC_N_FAILED: len(failed)})
         if failed:

@@ -54,6 +54,10 @@ TAG_RUN_NAME = "mlflow.runName"
 # Artifacts.
 ARTIFACT_TSNE = "tsne.png"
 ARTIFACT_CONFUSION_PAIRS = "confusion_pairs.csv"
+ARTIFACT_CONFUSION_MATRIX = "confusion_matrix.png"
+ARTIFACT_RECONSTRUCTIONS = "reconstructions.png"
+ARTIFACT_GALLERY = "cluster_gallery.png"
+ARTIFACT_REPORT = "report.html"
 ARTIFACT_DIMENSION_PLOT = "dim_optimization.png"
 ARTIFACT_SUMMARY_MD = "summary.md"
 ARTIFACT_SUMMARY_JSON = "summary.json"
@@ -325,8 +329,8 @@ def get_run(run_id: str) -> dict:
     return _run_record(MlflowClient().get_run(run_id))
 
 
-def read_artifact_text(run_id: str, artifact_path: str) -> str | None:
-    """Return the text of a run's artifact, or None when it is missing."""
+def read_artifact_bytes(run_id: str, artifact_path: str) -> bytes | None:
+    """Return the content of a run's artifact, or None when it is missing."""
     with tempfile.TemporaryDirectory() as tmp:
         try:
             local = mlflow.artifacts.download_artifacts(
@@ -334,7 +338,13 @@ def read_artifact_text(run_id: str, artifact_path: str) -> str | None:
             )
         except (OSError, mlflow.exceptions.MlflowException):
             return None
-        return Path(local).read_text(encoding="utf-8")
+        return Path(local).read_bytes()
+
+
+def read_artifact_text(run_id: str, artifact_path: str) -> str | None:
+    """Return the UTF-8 text of a run's artifact, or None when it is missing."""
+    content = read_artifact_bytes(run_id, artifact_path)
+    return None if content is None else content.decode("utf-8")
 
 
 def register_model(model_uri: str, name: str, *, tags: dict, description: str) -> str:

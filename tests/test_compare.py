@@ -107,23 +107,80 @@ def test_compare_missing_experiment(tracking_uri):
         compare.run_compare(CompareConfig(experiment="aeclust-none"))
 
 
-def test_summary_markdown_in_chinese():
-    from aeclust import report
-
-    summary = {
+def _summary(test):
+    return {
         "dataset": "toy", "metric": "ari", "sweep_run_id": "abc", "setup": {"seeds": "1"},
-        "n_runs": 2, "excluded_runs": {},
+        "n_runs": 2, "excluded_runs": {}, "versions": {"aeclust": "0.1.0"},
         "table": [{"method": "ae", "latent_dim": 8, "n_seeds": 1, "silhouette": 0.1,
                    "silhouette_std": 0.0, "ari": 0.2, "ari_std": 0.0, "nmi": math.nan,
                    "nmi_std": math.nan, "acc": 0.3, "acc_std": 0.0}],
-        "best": {"ae": {"latent_dim": 8, "ari": 0.2}},
-        "ae_vs_pca": {"latent_dim": 8, "ae": 0.2, "pca": None, "difference": None},
-        "confused_pairs": {"ae": [{"true_class": "O", "confused_with": "0", "count": 3,
-                                   "class_size": 10, "share": 0.3}]},
+        "best": {"ae": {"latent_dim": 8, "ari": 0.2, "run_id": "r1"}},
+        "ae_vs_pca": {"latent_dim": 8, "ae": 0.2, "pca": 0.1, "difference": 0.1, "test": test},
+        "confused_pairs": {"ae": {
+            "classes": [{"class_a": "O", "class_b": "0", "count": 3, "total": 10, "rate": 0.3}],
+            "pairs": [{"class_a": "l", "class_b": "1", "count": 12, "total": 100, "rate": 0.12}],
+        }},
     }
+
+
+def test_summary_markdown_in_chinese():
+    from aeclust import report
+
+    summary = _summary({"n": 1, "mean_difference": 0.1, "statistic": None, "p_value": None})
     chinese = report.summary_markdown(summary, language="zh-CN")
     english = report.summary_markdown(summary, language="en")
-    assert "aeclust 汇总：toy" in chinese
+    assert "aeclust 报告：toy" in chinese
     assert "| O | 0 | 3 / 10 | 30.0% |" in chinese
-    assert "No PCA run at latent_dim=8" in english
+    assert "| l ↔ 1 | 12 | 100 | 12.0% |" in english
+    assert "no test is possible" in english
+    assert "无法进行检验" in chinese
     assert "| ae | 8 | 1 | 0.1000 ± 0.0000 | 0.2000 ± 0.0000 | – |" in english
+
+
+@pytest.mark.parametrize(
+    "p_value, difference, expected",
+    [(0.01, 0.05, "The autoencoder beats PCA"), (0.01, -0.05, "PCA beats the autoencoder"),
+     (0.4, 0.05, "within the seed-to-seed spread")],
+)
+def test_conclusion_follows_test(p_value, difference, expected):
+    from aeclust import report
+
+    test = {"n": 3, "mean_difference": difference, "statistic": 2.0, "p_value": p_value}
+    sentences = report.conclusion(_summary(test))
+    assert any(expected in sentence for sentence in sentences)
+    assert any("Paired t-test across 3 seeds at latent_dim=8" in sentence for sentence in sentences)
+
+
+def test_paired_test_several_seeds():
+    from scipy import stats
+
+    ae = [0.30, 0.28, 0.33]
+    pca = [0.20, 0.21, 0.19]
+    runs = [_record("ae", 16, seed, value) for seed, value in enumerate(ae)]
+    runs += [_record("pca", 16, seed, value) for seed, value in enumerate(pca)]
+    runs.append(_record("pca", 32, 0, 0.9))
+    test = compare.paired_test(runs, latent_dim=16, metric="ari")
+    expected = stats.ttest_rel(ae, pca)
+    assert test["n"] == 3
+    assert test["statistic"] == pytest.approx(expected.statistic)
+    assert test["p_value"] == pytest.approx(expected.pvalue)
+    assert test["mean_difference"] == pytest.approx(0.1033333)
+
+
+def test_paired_test_one_seed():
+    runs = [_record("ae", 16, 1, 0.3), _record("pca", 16, 1, 0.2)]
+    test = compare.paired_test(runs, latent_dim=16, metric="ari")
+    assert test["n"] == 1
+    assert test["p_value"] is None
+    assert test["mean_difference"] == pytest.approx(0.1)
+
+
+def test_report_html_self_contained():
+    from aeclust import report
+
+    png = b"\x89PNG fake"
+    page = report.report_html(_summary({"n": 1}), {"dimension": png, "ae/tsne.png": png}, language="en")
+    assert page.count("data:image/png;base64,") == 2
+    assert "http://" not in page
+    assert "https://" not in page
+    assert "l ↔ 1" in page

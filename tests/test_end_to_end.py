@@ -56,11 +56,13 @@ def test_sweep_then_compare(tracking_uri, tmp_path):
             assert metric in child.data.metrics
         assert child.data.metrics["n_samples"] == 600
         artifacts = {item.path for item in client.list_artifacts(child.info.run_id)}
-        assert {"tsne.png", "confusion_pairs.csv"} <= artifacts
+        assert {"tsne.png", "confusion_pairs.csv", "confusion_matrix.png",
+                "cluster_gallery.png"} <= artifacts
         assert child.data.tags[tracking.TAG_MODEL_URI].startswith("models:/")
 
     ae_run = next(run for run in children if run.data.params["method"] == "ae")
     assert "reconstruction_mse" in ae_run.data.metrics
+    assert "reconstructions.png" in {item.path for item in client.list_artifacts(ae_run.info.run_id)}
     val_curve = client.get_metric_history(ae_run.info.run_id, "val_loss")
     assert [point.step for point in val_curve] == list(range(len(val_curve)))
     assert 1 <= len(val_curve) <= 3
@@ -72,9 +74,11 @@ def test_sweep_then_compare(tracking_uri, tmp_path):
     output_dir = tmp_path / "out"
     compared = runner.invoke(main, ["compare", "--output-dir", str(output_dir)])
     assert compared.exit_code == 0, compared.output
-    assert "Best latent dimension per method" in compared.output
-    for name in ("summary.md", "summary.json", "dim_optimization.png"):
+    assert "Conclusion" in compared.output
+    for name in ("summary.md", "summary.json", "dim_optimization.png", "report.html"):
         assert (output_dir / name).stat().st_size > 0
+
+    _check_report_in_browser(output_dir / "report.html")
 
     version = client.get_model_version_by_alias("aeclust-digits-encoder", "best")
     assert version.tags["dataset"] == "digits"
@@ -84,6 +88,25 @@ def test_sweep_then_compare(tracking_uri, tmp_path):
 
     features = encoder.predict(np.zeros((2, 64), dtype=np.float32))
     assert np.asarray(features).shape == (2, int(version.tags["latent_dim"]))
+
+
+def _check_report_in_browser(path):
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser import broken_images, open_browser
+
+    with sync_playwright() as playwright:
+        browser = open_browser(playwright)
+        page = browser.new_page()
+        page.goto(path.resolve().as_uri())
+        n_images = page.evaluate("document.images.length")
+        broken = broken_images(page)
+        headings = page.locator("h2").all_inner_texts()
+        browser.close()
+    # The score plot, then t-SNE, confusion and gallery per method, and reconstructions for ae.
+    assert n_images == 1 + 3 * 2 + 1
+    assert broken == []
+    assert "Conclusion" in headings
 
 
 def test_same_seed_same_scores(tracking_uri):

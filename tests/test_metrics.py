@@ -62,9 +62,10 @@ def test_silhouette_samples_large_sets(monkeypatch):
 
 def test_kmeans_finds_blobs_and_is_seeded():
     X, labels_true = make_blobs(n_samples=60, centers=3, cluster_std=0.5, random_state=1)
-    first = cluster.kmeans(X, n_clusters=3, n_init=10, random_state=3)
-    second = cluster.kmeans(X, n_clusters=3, n_init=10, random_state=3)
+    first, centers = cluster.kmeans(X, n_clusters=3, n_init=10, random_state=3)
+    second, _ = cluster.kmeans(X, n_clusters=3, n_init=10, random_state=3)
     assert np.array_equal(first, second)
+    assert centers.shape == (3, 2)
     assert metrics.external_scores(labels_true, first)["ari"] == pytest.approx(1.0)
 
 
@@ -85,3 +86,64 @@ def test_confusion_pairs_hand_case():
     assert by_class["a"]["confused_with"] == ""
     assert by_class["a"]["count"] == 0
     assert rows[0]["true_class"] == "b"
+
+
+def test_shared_pairs_ranked_by_rate():
+    # Cluster 0: a, a, b. Cluster 1: b, c, c. Cluster 2: c.
+    labels_true = np.array([0, 0, 1, 1, 2, 2, 2])
+    labels_pred = np.array([0, 0, 0, 1, 1, 1, 2])
+    rows = cluster.shared_cluster_pairs(labels_true, labels_pred, ("a", "b", "c"))
+    by_pair = {(row["class_a"], row["class_b"]): row for row in rows}
+    # a-b: 2 a and 1 b in cluster 0 share it: 2 of 2 * 2 = 4 image pairs.
+    assert by_pair[("a", "b")]["count"] == 2
+    assert by_pair[("a", "b")]["total"] == 4
+    assert by_pair[("a", "b")]["rate"] == pytest.approx(0.5)
+    # b-c: 1 b and 2 c in cluster 1: 2 of 2 * 3 = 6.
+    assert by_pair[("b", "c")]["rate"] == pytest.approx(2 / 6)
+    assert by_pair[("a", "c")]["count"] == 0
+    assert [(row["class_a"], row["class_b"]) for row in rows] == [("a", "b"), ("b", "c"), ("a", "c")]
+
+
+def test_shared_pairs_keep_top():
+    labels = np.arange(20) % 10
+    rows = cluster.shared_cluster_pairs(labels, np.zeros(20, dtype=int), tuple("abcdefghij"), top=15)
+    assert len(rows) == 15
+    assert all(row["rate"] == 1.0 for row in rows)
+
+
+def test_matched_confusion_orders_clusters():
+    # Cluster 2 is mostly class 0, cluster 0 mostly class 1, cluster 1 mostly class 2.
+    labels_true = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2])
+    labels_pred = np.array([2, 2, 0, 0, 0, 1, 1, 1, 2])
+    table, order = cluster.matched_confusion(labels_true, labels_pred, 3)
+    assert order.tolist() == [2, 0, 1]
+    assert np.diag(table).tolist() == [2, 2, 2]
+    assert table.sum() == 9
+
+
+def test_matched_confusion_extra_clusters_last():
+    labels_true = np.array([0, 0, 1, 1])
+    labels_pred = np.array([1, 2, 0, 0])
+    table, order = cluster.matched_confusion(labels_true, labels_pred, 2)
+    assert order[:2].tolist() == [1, 0]
+    assert order[2] == 2
+    assert table.shape == (2, 3)
+
+
+def test_nearest_to_centers():
+    X = np.array([[0.0], [1.0], [5.0], [10.0], [11.0]])
+    labels_pred = np.array([0, 0, 0, 1, 1])
+    centers = np.array([[0.9], [10.0]])
+    groups = cluster.nearest_to_centers(X, labels_pred, centers, n=2)
+    assert groups[0].tolist() == [1, 0]
+    assert groups[1].tolist() == [3, 4]
+
+
+def test_tsne_perplexity_clamped_on_20_points(caplog):
+    from aeclust import embed
+
+    X, _ = make_blobs(n_samples=20, centers=2, random_state=0)
+    with caplog.at_level("INFO", logger="aeclust.embed"):
+        embedding = embed.tsne_2d(X, random_state=0, n_jobs=1)
+    assert embedding.shape == (20, 2)
+    assert "perplexity lowered to 6.3 for 20 points" in caplog.text
