@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 SCORE_METRICS = ("silhouette", "ari", "nmi", "acc")
 TOP_CONFUSED_PAIRS = 10
+CONFUSION_FIELDS = ("scope", "class_a", "class_b", "count", "total", "rate")
 REPORT_ARTIFACTS = (
     tracking.ARTIFACT_TSNE,
     tracking.ARTIFACT_CONFUSION_MATRIX,
@@ -142,7 +143,14 @@ def read_confusion_pairs(text: str | None, limit: int = TOP_CONFUSED_PAIRS) -> d
     confusions = {"classes": [], "pairs": []}
     if not text:
         return confusions
-    for row in csv.DictReader(io.StringIO(text)):
+    reader = csv.DictReader(io.StringIO(text))
+    if not set(CONFUSION_FIELDS) <= set(reader.fieldnames or ()):
+        logger.warning(
+            "Skipping a confusion_pairs.csv with columns %s; expected %s.",
+            reader.fieldnames, ", ".join(CONFUSION_FIELDS),
+        )
+        return confusions
+    for row in reader:
         if not row["class_b"]:
             continue
         parsed = {

@@ -53,6 +53,18 @@ def plan_runs(sweep: SweepConfig, samples: dict) -> list[RunConfig]:
     return planned
 
 
+def describe(sweep: SweepConfig, dataset: str, n_runs: int) -> str:
+    """Describe the sweep in Markdown for its parent run's page in the MLflow UI."""
+    sample = sweep.base.data.sample_size or "all"
+    return (
+        f"aeclust sweep on **{dataset}** (split {sweep.base.data.split}, {sample} images): "
+        f"{n_runs} runs of methods {', '.join(sweep.methods)} at latent_dim "
+        f"{', '.join(map(str, sweep.latent_dims))} with seeds {', '.join(map(str, sweep.seeds))}. "
+        "Each child run clusters its features with K-means and logs silhouette, ARI, NMI and ACC. "
+        "Run `aeclust compare` to choose the best latent_dim and write report.html."
+    )
+
+
 def run_sweep(sweep: SweepConfig, *, experiment: str) -> SweepResult:
     """Train and score every configuration of ``sweep`` as a nested MLflow run.
 
@@ -75,7 +87,11 @@ def run_sweep(sweep: SweepConfig, *, experiment: str) -> SweepResult:
     planned = plan_runs(sweep, samples)
     experiment_id = tracking.get_or_create_experiment(experiment)
 
-    parent_tags = {tracking.TAG_ROLE: tracking.ROLE_SWEEP, tracking.TAG_DATASET: image_set.name}
+    parent_tags = {
+        tracking.TAG_ROLE: tracking.ROLE_SWEEP,
+        tracking.TAG_DATASET: image_set.name,
+        tracking.TAG_NOTE: describe(sweep, image_set.name, len(planned)),
+    }
     results, failed = [], []
     with tracking.active_run(
         experiment_id, run_name=f"sweep-{image_set.name}", tags=parent_tags

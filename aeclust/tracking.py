@@ -50,6 +50,9 @@ TAG_FAILURE = "aeclust.failure"
 TAG_PROJECT_RUN_ID = "aeclust.project_run_id"
 TAG_PARENT = "mlflow.parentRunId"
 TAG_RUN_NAME = "mlflow.runName"
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+TAG_NOTE = "mlflow.note.content"
+"""The description that the MLflow UI shows on a run's page."""
 
 # Artifacts.
 ARTIFACT_TSNE = "tsne.png"
@@ -86,7 +89,8 @@ def get_or_create_experiment(name: str) -> str:
     if experiment is not None:
         return experiment.experiment_id
     try:
-        return client.create_experiment(name)
+        # The tag makes the MLflow 3 UI open the experiment on its training runs table.
+        return client.create_experiment(name, tags={TAG_EXPERIMENT_KIND: "custom_model_development"})
     except mlflow.exceptions.MlflowException:
         # Another process may have created it between the two calls.
         experiment = client.get_experiment_by_name(name)

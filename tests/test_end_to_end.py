@@ -79,6 +79,8 @@ def test_sweep_then_compare(tracking_uri, tmp_path):
         assert (output_dir / name).stat().st_size > 0
 
     _check_report_in_browser(output_dir / "report.html")
+    compare_run_id = compared.output.split("compare_run_id=")[1].split()[0]
+    _check_mlflow_ui(tracking_uri, experiment.experiment_id, compare_run_id, tmp_path)
 
     version = client.get_model_version_by_alias("aeclust-digits-encoder", "best")
     assert version.tags["dataset"] == "digits"
@@ -107,6 +109,78 @@ def _check_report_in_browser(path):
     assert n_images == 1 + 3 * 2 + 1
     assert broken == []
     assert "Conclusion" in headings
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _check_mlflow_ui(tracking_uri, experiment_id, compare_run_id, tmp_path):
+    """Open the experiment and the compare run's report in the MLflow UI on 127.0.0.1."""
+    import time
+    import urllib.request
+
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser import open_browser
+
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    screenshots = os.environ.get("AECLUST_SCREENSHOT_DIR", str(tmp_path))
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri,
+         "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "mlflow ui did not answer within 120 s"
+            assert server.poll() is None, "mlflow ui exited"
+            time.sleep(1)
+
+        with sync_playwright() as playwright:
+            browser = open_browser(playwright)
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(f"{base}/#/experiments/{experiment_id}/runs")
+            page.get_by_text("sweep-digits").wait_for(timeout=60_000)
+            sweep_row = page.locator("div.ag-row", has_text="sweep-digits").first
+            sweep_row.locator("button[data-component-id*='runnamecellrenderer']").first.click()
+            page.get_by_text("ae-d8-s42").wait_for(timeout=30_000)
+            page.screenshot(path=f"{screenshots}/mlflow-ui-runs.png")
+
+            page.goto(f"{base}/#/experiments/{experiment_id}/runs/{compare_run_id}/artifacts/report.html")
+            report_frame = None
+            for _ in range(60):
+                report_frame = next(
+                    (frame for frame in page.frames if "aeclust report" in _frame_text(frame)), None
+                )
+                if report_frame is not None:
+                    break
+                page.wait_for_timeout(1000)
+            assert report_frame is not None, "report.html is not shown in the artifact view"
+            page.screenshot(path=f"{screenshots}/mlflow-ui-report.png")
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _frame_text(frame):
+    try:
+        return frame.inner_text("body", timeout=1000)
+    except Exception:  # Frames that are still loading have no body yet.
+        return ""
 
 
 def test_same_seed_same_scores(tracking_uri):
