@@ -288,14 +288,16 @@ def sweep(dataset, split, data_dir, sample_size, seed, experiment, tracking_uri,
 @click.option("--sweep-run-id", default=None, callback=_empty_to_none,
               help="Parent run of the sweep to compare.  [default: the latest sweep in the experiment]")
 @click.option("--metric", type=click.Choice(("", *METRICS)), default="", callback=_empty_to_none,
-              help="Metric that chooses the best latent_dim.  [default: ari; silhouette when "
-                   "the runs have no labels]")
+              show_choices=False,
+              help=f"Metric that chooses the best latent_dim: {', '.join(METRICS)}.  "
+                   "[default: ari; silhouette when the runs have no labels]")
 @click.option("--register/--no-register", default=True, show_default=True,
               help="Register the best encoder as aeclust-<dataset>-encoder with alias @best.")
 @click.option("--register-model", type=click.BOOL, default=None, hidden=True,
               help="true or false; overrides --register (for the MLproject parameter).")
-@click.option("--output-dir", default="aeclust-output", show_default=True,
-              help="Folder for report.html, summary.md, summary.json and dim_optimization.png.")
+@click.option("--output-dir", default=None, callback=_empty_to_none,
+              help="Folder for report.html, summary.md, summary.json and dim_optimization.png.  "
+                   "[default: aeclust-output/<experiment>]")
 @click.option("--lang", "--language", "language", type=click.Choice(("en", "zh-CN")), default="en",
               show_default=True, help="Language of summary.md and report.html.")
 @handle_errors

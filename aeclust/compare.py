@@ -225,14 +225,17 @@ def build_summary(runs: list[dict], *, metric: str, sweep_run: dict, excluded: d
             "test": paired_test(runs, latent_dim=dim, metric=metric),
         }
 
-    params = sweep_run["params"]
+    # The grid comes from the sweep run; the resolved per-run values from a run of it.
+    params = {**runs[0]["params"], **sweep_run["params"]}
+    params["n_clusters"] = runs[0]["params"].get("n_clusters")
+    params["n_samples"] = int(runs[0]["metrics"].get("n_samples", 0))
     return {
         "dataset": sweep_run["tags"].get(tracking.TAG_DATASET, params.get("dataset")),
         "sweep_run_id": sweep_run["run_id"],
         "metric": metric,
         "setup": {
             key: params.get(key)
-            for key in ("dataset", "split", "sample_size", "methods", "latent_dims", "seeds", "epochs",
+            for key in ("dataset", "split", "n_samples", "methods", "latent_dims", "seeds", "epochs",
                         "batch_size", "n_clusters", "n_init")
         },
         "versions": package_versions(),
@@ -295,7 +298,10 @@ def find_sweep(experiment: str, sweep_run_id: str | None) -> tuple[str, dict]:
     try:
         sweep = tracking.get_run(sweep_run_id)
     except Exception as exc:  # MLflow raises MlflowException subclasses for unknown ids.
-        raise CompareError(f"sweep_run_id={sweep_run_id!r} was not found: {exc}") from exc
+        raise CompareError(
+            f"sweep_run_id={sweep_run_id!r} was not found in the tracking store: pass the id of "
+            "a sweep run, or leave --sweep-run-id out to use the latest sweep."
+        ) from exc
     return sweep["experiment_id"], sweep
 
 
@@ -317,7 +323,7 @@ def run_compare(config: CompareConfig) -> CompareResult:
         )
 
     summary = build_summary(kept, metric=metric, sweep_run=sweep, excluded=excluded)
-    output_dir = Path(config.output_dir)
+    output_dir = Path(config.output_dir or Path("aeclust-output") / config.experiment)
     output_dir.mkdir(parents=True, exist_ok=True)
     files = write_outputs(summary, output_dir, language=config.language)
     files.append(write_report(summary, output_dir, figure_path=files[0], language=config.language))

@@ -217,8 +217,9 @@ class CompareConfig:
         runs have no labels to score against.
     register : bool, default=True
         Whether to register the best encoder and point the ``best`` alias at it.
-    output_dir : str, default="aeclust-output"
-        Folder for the summary files and the figure.
+    output_dir : str or None, default=None
+        Folder for the report, the summary files and the figure; None means
+        ``aeclust-output/<experiment>``.
     language : {"en", "zh-CN"}, default="en"
         Language of ``summary.md``.
     """
@@ -227,7 +228,7 @@ class CompareConfig:
     sweep_run_id: str | None = None
     metric: str | None = None
     register: bool = True
-    output_dir: str = "aeclust-output"
+    output_dir: str | None = None
     language: str = "en"
 
     def __post_init__(self):

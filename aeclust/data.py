@@ -87,6 +87,7 @@ def load_dataset(config: DataConfig) -> ImageSet:
         If the data set is unknown, missing or not an image set.
     """
     if config.dataset == "digits":
+        _check_single_split(config, "scikit-learn's digits")
         return load_digits()
     if config.dataset in TFDS_NAMES:
         return load_tfds(config.dataset, split=config.split, data_dir=config.data_dir)
@@ -95,6 +96,7 @@ def load_dataset(config: DataConfig) -> ImageSet:
     if path.suffix == ".npz" and path.is_file():
         return load_npz(path, split=config.split)
     if path.is_dir():
+        _check_single_split(config, "an image folder")
         return load_folder(path)
     raise DataSourceError(
         f"dataset={config.dataset!r} was not found: give one of {', '.join(BUILTIN_DATASETS)}, "
@@ -139,7 +141,7 @@ def load_tfds(dataset: str, *, split: str = "train", data_dir: str | None = None
         where = data_dir or "the default TFDS data dir (~/tensorflow_datasets)"
         raise DataSourceError(
             f"dataset={dataset!r} ({tfds_name}) is not in {where} and could not be "
-            f"downloaded ({type(exc).__name__}). On a machine with internet access run "
+            f"downloaded ({type(exc).__name__}: {str(exc)[:200]}). On a machine with internet access run "
             f"`python -c \"import tensorflow_datasets as tfds; tfds.builder('{tfds_name}', "
             "data_dir='DIR').download_and_prepare()\"`, copy DIR here and pass --data-dir DIR."
         ) from exc
@@ -233,12 +235,17 @@ def load_npz(path: Path, *, split: str | None = None) -> ImageSet:
             )
         keep = arrays["split"].reshape(-1) == NPZ_SPLIT_CODES[split]
         images, labels = images[keep], labels[keep]
+    elif split not in (None, "train"):
+        raise DataSourceError(
+            f"split={split!r} does not exist in {str(path)!r}: it has no split array, "
+            "so its only split is train."
+        )
 
     n_classes = int(labels.max()) + 1 if len(labels) else 0
     if "class_names" in arrays:
         class_names = tuple(str(name) for name in arrays["class_names"])
     elif "mapping" in arrays:
-        class_names = tuple(chr(int(code)) for code in arrays["mapping"])
+        class_names = _mapping_names(arrays["mapping"], path)
     else:
         class_names = tuple(str(label) for label in range(n_classes))
     if len(class_names) < n_classes or labels.min(initial=0) < 0:
@@ -251,6 +258,24 @@ def load_npz(path: Path, *, split: str | None = None) -> ImageSet:
         labels=labels.astype(np.int64),
         class_names=class_names,
         name=source_name(str(path)),
+    )
+
+
+def _mapping_names(mapping: np.ndarray, path: Path) -> tuple:
+    """Turn an EMNIST mapping into class names.
+
+    The mapping is either one Unicode code point per label id (shape (K,)) or
+    EMNIST's own ``label code_point`` table (shape (K, 2)).
+    """
+    if mapping.ndim == 1:
+        return tuple(chr(int(code)) for code in mapping)
+    if mapping.ndim == 2 and mapping.shape[1] == 2:
+        names = {int(label): chr(int(code)) for label, code in mapping}
+        if sorted(names) == list(range(len(names))):
+            return tuple(names[label] for label in range(len(names)))
+    raise DataSourceError(
+        f"dataset={str(path)!r} has a mapping of shape {mapping.shape}: give one code point per "
+        "label id (shape K) or rows of label and code point for labels 0..K-1 (shape K x 2)."
     )
 
 
@@ -311,6 +336,14 @@ def resolve_sample_size(sample_size: int | None, n_images: int) -> int:
         )
         return 0
     return DEFAULT_SAMPLE_SIZE
+
+
+def _check_single_split(config: DataConfig, what: str) -> None:
+    if config.split != "train":
+        raise DataSourceError(
+            f"split={config.split!r} does not exist: {what} has one split, train. "
+            "Put other images in their own folder or .npz file and pass it as --dataset."
+        )
 
 
 def draw_sample(image_set: ImageSet, *, sample_size: int, random_state: int) -> ImageSet:

@@ -165,3 +165,32 @@ def test_real_emnist_sample_loads_upright():
     assert loaded.images.shape == (9120, 28, 28, 1)
     assert loaded.n_classes == 47
     assert loaded.class_names[10] == "A"
+
+
+def test_npz_emnist_two_column_mapping(tmp_path):
+    path = tmp_path / "emnist-like.npz"
+    images = np.zeros((3, 2, 2), dtype=np.uint8)
+    mapping = np.array([[1, 98], [0, 97]])
+    np.savez(path, images=images, labels=np.array([0, 1, 1]), mapping=mapping)
+    assert data.load_npz(path).class_names == ("a", "b")
+
+
+def test_npz_bad_mapping_rejected(tmp_path):
+    path = tmp_path / "bad-mapping.npz"
+    np.savez(path, images=np.zeros((2, 2, 2), dtype=np.uint8), labels=np.array([0, 1]),
+             mapping=np.zeros((2, 3), dtype=int))
+    with pytest.raises(data.DataSourceError, match="mapping of shape \\(2, 3\\)"):
+        data.load_npz(path)
+
+
+@pytest.mark.parametrize("source", ["digits", "folder", "npz"])
+def test_single_split_sources_reject_test(source, image_folder, tmp_path):
+    if source == "folder":
+        dataset = str(image_folder)
+    elif source == "npz":
+        dataset = str(tmp_path / "plain.npz")
+        np.savez(dataset, images=np.zeros((2, 2, 2), dtype=np.uint8), labels=np.array([0, 1]))
+    else:
+        dataset = "digits"
+    with pytest.raises(data.DataSourceError, match="split='test' does not exist"):
+        data.load_dataset(DataConfig(dataset=dataset, split="test"))

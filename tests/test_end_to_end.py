@@ -28,12 +28,27 @@ def _runs_of(client, experiment_id, sweep_id):
     )
 
 
-def test_sweep_then_compare(tracking_uri, tmp_path):
-    runner = CliRunner()
-    swept = runner.invoke(main, ["sweep", *SWEEP_ARGS])
+@pytest.fixture(scope="module")
+def digits_study(tmp_path_factory):
+    """Run one small sweep and its compare on digits into a module-wide SQLite store."""
+    workdir = tmp_path_factory.mktemp("study")
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        patch.chdir(workdir)
+        mlflow.set_tracking_uri(uri)
+        runner = CliRunner()
+        swept = runner.invoke(main, ["sweep", *SWEEP_ARGS])
+        compared = runner.invoke(main, ["compare", "--output-dir", str(workdir / "out")])
+        yield {"uri": uri, "dir": workdir, "swept": swept, "compared": compared}
+    mlflow.set_tracking_uri(None)
+
+
+def test_sweep_then_compare(digits_study):
+    swept, compared = digits_study["swept"], digits_study["compared"]
     assert swept.exit_code == 0, swept.output
 
-    client = MlflowClient()
+    client = MlflowClient(tracking_uri=digits_study["uri"])
     experiment = client.get_experiment_by_name("aeclust-digits")
     assert experiment is not None
     sweep_run = client.search_runs(
@@ -71,16 +86,12 @@ def test_sweep_then_compare(tracking_uri, tmp_path):
     # PCA scores on a seeded sample are deterministic; the study's PCA ARI on digits is about 0.6.
     assert 0.4 < pca_run.data.metrics["ari"] < 0.9
 
-    output_dir = tmp_path / "out"
-    compared = runner.invoke(main, ["compare", "--output-dir", str(output_dir)])
+    output_dir = digits_study["dir"] / "out"
     assert compared.exit_code == 0, compared.output
     assert "Conclusion" in compared.output
     for name in ("summary.md", "summary.json", "dim_optimization.png", "report.html"):
         assert (output_dir / name).stat().st_size > 0
 
-    _check_report_in_browser(output_dir / "report.html")
-    compare_run_id = compared.output.split("compare_run_id=")[1].split()[0]
-    _check_mlflow_ui(tracking_uri, experiment.experiment_id, compare_run_id, tmp_path)
 
     version = client.get_model_version_by_alias("aeclust-digits-encoder", "best")
     assert version.tags["dataset"] == "digits"
@@ -92,11 +103,13 @@ def test_sweep_then_compare(tracking_uri, tmp_path):
     assert np.asarray(features).shape == (2, int(version.tags["latent_dim"]))
 
 
-def _check_report_in_browser(path):
+def test_report_images_load_in_browser(digits_study):
     from playwright.sync_api import sync_playwright
 
     from tests.browser import broken_images, open_browser
 
+    path = digits_study["dir"] / "out" / "report.html"
+    assert path.exists(), digits_study["compared"].output
     with sync_playwright() as playwright:
         browser = open_browser(playwright)
         page = browser.new_page()
@@ -119,15 +132,20 @@ def _free_port():
         return sock.getsockname()[1]
 
 
-def _check_mlflow_ui(tracking_uri, experiment_id, compare_run_id, tmp_path):
+def test_mlflow_ui_shows_runs_and_report(digits_study, tmp_path):
     """Open the experiment and the compare run's report in the MLflow UI on 127.0.0.1."""
     import time
     import urllib.request
 
     from playwright.sync_api import sync_playwright
 
-    from tests.browser import open_browser
+    from tests.browser import chromium_path, open_browser
 
+    chromium_path()
+    tracking_uri = digits_study["uri"]
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiment_id = client.get_experiment_by_name("aeclust-digits").experiment_id
+    compare_run_id = digits_study["compared"].output.split("compare_run_id=")[1].split()[0]
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     screenshots = os.environ.get("AECLUST_SCREENSHOT_DIR", str(tmp_path))
