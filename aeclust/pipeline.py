@@ -170,11 +170,42 @@ def _fit_and_score(config: RunConfig, image_set: data.ImageSet) -> dict:
     )
     _log_figures(config, image_set, fitted, labels_pred, centers)
 
+    tracking.log_csv(
+        [
+            {"row": row, "label": int(label), "cluster": int(cluster_id)}
+            for row, (label, cluster_id) in enumerate(zip(image_set.labels, labels_pred))
+        ],
+        tracking.ARTIFACT_ASSIGNMENTS,
+        fieldnames=["row", "label", "cluster"],
+    )
     if config.method == "ae":
         tracking.log_encoder(fitted.model, X)
+        _log_clusterer(image_set, fitted.model, labels_pred, centers)
     else:
         tracking.log_pca(fitted.model, X)
     return scores
+
+
+def _log_clusterer(image_set, encoder, labels_pred, centers) -> None:
+    import tempfile
+    from pathlib import Path
+
+    from aeclust import serving
+
+    majority = cluster.majority_classes(image_set.labels, labels_pred)
+    names = [image_set.class_names[majority[cluster_id]] for cluster_id in range(len(centers))]
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = serving.save_clusterer_files(
+            Path(tmp) / "clusterer",
+            centers=centers,
+            cluster_class_names=names,
+            image_shape=image_set.images.shape[1:],
+            dataset=image_set.name,
+        )
+        tracking.log_clusterer(
+            Path(serving.__file__).with_name("clusterer_model.py"),
+            encoder=encoder, clusterer_folder=folder, code_path=Path(serving.__file__).parent,
+        )
 
 
 def confusion_rows(labels_true, labels_pred, class_names) -> list[dict]:

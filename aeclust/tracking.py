@@ -44,6 +44,7 @@ ROLE_SWEEP, ROLE_RUN, ROLE_COMPARE = "sweep", "run", "compare"
 TAG_SWEEP_RUN_ID = "aeclust.sweep_run_id"
 TAG_CONFIG_HASH = "aeclust.config_hash"
 TAG_MODEL_URI = "aeclust.model_uri"
+TAG_CLUSTERER_URI = "aeclust.clusterer_uri"
 TAG_DATASET = "aeclust.dataset"
 TAG_FAILED_CONFIGS = "aeclust.failed_configs"
 TAG_FAILURE = "aeclust.failure"
@@ -61,11 +62,13 @@ ARTIFACT_CONFUSION_MATRIX = "confusion_matrix.png"
 ARTIFACT_RECONSTRUCTIONS = "reconstructions.png"
 ARTIFACT_GALLERY = "cluster_gallery.png"
 ARTIFACT_REPORT = "report.html"
+ARTIFACT_ASSIGNMENTS = "cluster_assignments.csv"
 ARTIFACT_DIMENSION_PLOT = "dim_optimization.png"
 ARTIFACT_SUMMARY_MD = "summary.md"
 ARTIFACT_SUMMARY_JSON = "summary.json"
 MODEL_NAME_ENCODER = "encoder"
 MODEL_NAME_PCA = "pca"
+MODEL_NAME_CLUSTERER = "clusterer"
 
 BEST_ALIAS = "best"
 SEARCH_PAGE_SIZE = 1000
@@ -259,6 +262,36 @@ def log_encoder(encoder, X_example) -> str:
         pip_requirements=_pip_requirements("mlflow", "tensorflow", "keras", "numpy"),
     )
     set_tags({TAG_MODEL_URI: info.model_uri})
+    return info.model_uri
+
+
+def log_clusterer(model_file, *, encoder, clusterer_folder, code_path) -> str:
+    """Log the pyfunc clusterer of an autoencoder run and return its model URI.
+
+    Parameters
+    ----------
+    model_file : Path
+        The Python file that defines the clusterer model (MLflow models from code).
+    encoder : keras.Model
+        Saved in Keras 3 format as the ``encoder`` artifact.
+    clusterer_folder : Path
+        Folder with the centroids and preprocessing rules (the ``clusterer`` artifact).
+    code_path : Path
+        The aeclust package folder, copied into the model so it loads without aeclust installed.
+    """
+    import mlflow.pyfunc
+
+    with tempfile.TemporaryDirectory() as tmp:
+        encoder_file = Path(tmp) / "encoder.keras"
+        encoder.save(encoder_file)
+        info = mlflow.pyfunc.log_model(
+            name=MODEL_NAME_CLUSTERER,
+            python_model=str(model_file),
+            artifacts={"encoder": str(encoder_file), "clusterer": str(clusterer_folder)},
+            code_paths=[str(code_path)],
+            pip_requirements=_pip_requirements("mlflow", "tensorflow", "keras", "numpy", "pandas"),
+        )
+    set_tags({TAG_CLUSTERER_URI: info.model_uri})
     return info.model_uri
 
 
