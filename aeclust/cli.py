@@ -11,6 +11,7 @@ import functools
 import logging
 import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -165,14 +166,16 @@ def handle_errors(command):
         from aeclust import progress
         from aeclust.compare import CompareError
         from aeclust.data import DataSourceError
+        from aeclust.serving import ImageShapeError
         from aeclust.sweep import SweepFailedError
+        from aeclust.tracking import ModelLoadError
 
         debug = kwargs.get("debug", False)
         setup_logging(quiet=kwargs.get("quiet", False), debug=debug)
         progress.configure(enabled=not kwargs.get("quiet", False))
         try:
             return command(*args, **kwargs)
-        except (ConfigError, DataSourceError) as exc:
+        except (ConfigError, DataSourceError, ImageShapeError, ModelLoadError) as exc:
             if debug:
                 raise
             click.echo(f"Error: {exc}", err=True)
@@ -224,23 +227,30 @@ def main():
               help="Feature extractor: dense autoencoder or PCA.")
 @click.option("--latent-dim", type=int, default=32, show_default=True,
               help="Number of features (autoencoder latent units or PCA components).")
+@click.option("--init-encoder", default=None, callback=_empty_to_none,
+              help="Warm start: MLflow URI of an encoder to start from, e.g. "
+                   "models:/aeclust-emnist-encoder@best (same image size and --latent-dim).")
 @handle_errors
 def train(dataset, split, data_dir, sample_size, seed, experiment, tracking_uri, quiet, debug,
-          epochs, batch_size, n_clusters, tsne, tsne_samples, method, latent_dim):
+          epochs, batch_size, n_clusters, tsne, tsne_samples, method, latent_dim, init_encoder):
     """Train and score one configuration as one MLflow run."""
     from aeclust import pipeline, tracking
 
     config = RunConfig(
         data=build_data_config(dataset, split, data_dir, sample_size), method=method, latent_dim=latent_dim, seed=seed, epochs=epochs,
         batch_size=batch_size, n_clusters=n_clusters, tsne=tsne, tsne_samples=tsne_samples,
+        init_encoder=init_encoder,
     )
     config, image_set = pipeline.load_data(config)
     image_set = pipeline.draw_sample(config, image_set)
     pipeline.check_fits(config, image_set)
 
     tracking.set_tracking_uri(tracking_uri)
+    encoder = pipeline.load_init_encoder(config, image_set)
     experiment_id = tracking.get_or_create_experiment(experiment or default_experiment(dataset))
-    result = pipeline.execute_run(config, image_set, experiment_id=experiment_id)
+    result = pipeline.execute_run(
+        config, image_set, experiment_id=experiment_id, init_encoder=encoder
+    )
     click.echo(f"run_id={result.run_id} " + " ".join(
         f"{key}={result.metrics[key]:.4f}" for key in ("ari", "nmi", "acc", "silhouette")
     ))
@@ -293,6 +303,8 @@ def sweep(dataset, split, data_dir, sample_size, seed, experiment, tracking_uri,
                    "[default: ari; silhouette when the runs have no labels]")
 @click.option("--register/--no-register", default=True, show_default=True,
               help="Register the best encoder as aeclust-<dataset>-encoder with alias @best.")
+@click.option("--force", is_flag=True,
+              help="Move the best alias even when the new version does not beat its holder.")
 @click.option("--register-model", type=click.BOOL, default=None, hidden=True,
               help="true or false; overrides --register (for the MLproject parameter).")
 @click.option("--output-dir", default=None, callback=_empty_to_none,
@@ -301,7 +313,8 @@ def sweep(dataset, split, data_dir, sample_size, seed, experiment, tracking_uri,
 @click.option("--lang", "--language", "language", type=click.Choice(("en", "zh-CN")), default="en",
               show_default=True, help="Language of summary.md and report.html.")
 @handle_errors
-def compare(dataset, experiment, tracking_uri, quiet, debug, sweep_run_id, metric, register, register_model, output_dir, language):
+def compare(dataset, experiment, tracking_uri, quiet, debug, sweep_run_id, metric, register, force,
+            register_model, output_dir, language):
     """Choose the best latent dimension of a sweep, write the summary, register the encoder.
 
     Compare reads the runs from the tracking store; --dataset only names the
@@ -316,17 +329,45 @@ def compare(dataset, experiment, tracking_uri, quiet, debug, sweep_run_id, metri
         sweep_run_id=sweep_run_id,
         metric=metric,
         register=register if register_model is None else register_model,
+        force=force,
         output_dir=output_dir,
         language=language,
     )
     result = compare_module.run_compare(config)
     click.echo(report.summary_markdown(result.summary, language=language))
     click.echo(f"compare_run_id={result.compare_run_id} output_dir={result.output_dir}")
-    if result.registered_version is not None:
-        click.echo(
-            f"registered models:/aeclust-{result.summary['dataset']}-encoder@best "
-            f"(version {result.registered_version})"
-        )
+    for name, version in result.registered_versions.items():
+        click.echo(f"registered models:/{name}@best (version {version})")
+
+
+@main.command()
+@click.option("--model-uri", required=True,
+              help="Clusterer to use, e.g. models:/aeclust-emnist-clusterer@best or runs:/<id>/clusterer.")
+@click.option("--input", "input_path", required=True, type=click.Path(path_type=Path),
+              help="A folder of PNG/JPEG images (searched recursively), one image file, or an .npz "
+                   "file with an 'images' array.")
+@click.option("--output", "output_path", required=True, type=click.Path(path_type=Path),
+              help="Where to write the assignments: .csv, or .parquet.")
+@click.option("--resize", is_flag=True,
+              help="Resize and convert images to the model's image shape instead of rejecting them.")
+@click.option("--tracking-uri", default=None, callback=_empty_to_none,
+              help="MLflow tracking URI.  [default: $MLFLOW_TRACKING_URI, "
+                   "else sqlite:///mlflow.db in the working directory]")
+@click.option("--quiet", is_flag=True, help="Log warnings and errors only.")
+@click.option("--debug", is_flag=True, help="Log debug lines and show tracebacks.")
+@handle_errors
+def predict(model_uri, input_path, output_path, resize, tracking_uri, quiet, debug):
+    """Assign new images to the clusters of a logged or registered clusterer.
+
+    Writes one row per image: id (file path or .npz row), cluster, class_name
+    (the cluster's majority class in training) and distance (to the centroid).
+    """
+    from aeclust import predict as predict_module
+    from aeclust import tracking
+
+    tracking.set_tracking_uri(tracking_uri)
+    result = predict_module.predict_images(model_uri, input_path, output_path, resize=resize)
+    click.echo(f"clustered {len(result)} images into {output_path}")
 
 
 if __name__ == "__main__":

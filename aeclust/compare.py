@@ -38,12 +38,12 @@ class CompareError(RuntimeError):
 
 @dataclass(frozen=True)
 class CompareResult:
-    """What compare wrote and registered."""
+    """Outputs of a compare: its run, the summary, the output folder and the registered versions."""
 
     compare_run_id: str
     summary: dict
     output_dir: Path
-    registered_version: str | None
+    registered_versions: dict
 
 
 def is_finite(value) -> bool:
@@ -247,7 +247,10 @@ def build_summary(runs: list[dict], *, metric: str, sweep_run: dict, excluded: d
                 "latent_dim": row["latent_dim"],
                 metric: row[metric],
                 "run_id": best_runs[method]["run_id"],
+                "seed": best_runs[method]["params"].get("seed"),
+                "run_metrics": best_runs[method]["metrics"],
                 "model_uri": best_runs[method]["tags"].get(tracking.TAG_MODEL_URI),
+                "clusterer_uri": best_runs[method]["tags"].get(tracking.TAG_CLUSTERER_URI),
             }
             for method, row in best.items()
         },
@@ -333,19 +336,19 @@ def run_compare(config: CompareConfig) -> CompareResult:
         tracking.TAG_SWEEP_RUN_ID: sweep["run_id"],
         tracking.TAG_DATASET: summary["dataset"],
     }
-    registered = None
+    registered = {}
     with tracking.active_run(
         experiment_id, run_name=f"compare-{summary['dataset']}", tags=tags
     ) as compare_run_id:
         tracking.log_params({"metric": metric, "sweep_run_id": sweep["run_id"], "language": config.language})
         tracking.log_files(files)
         if config.register:
-            registered = register_best(summary)
+            registered = register_best(summary, force=config.force)
     return CompareResult(
         compare_run_id=compare_run_id,
         summary=summary,
         output_dir=output_dir,
-        registered_version=registered,
+        registered_versions=registered,
     )
 
 
@@ -383,27 +386,99 @@ def write_report(summary: dict, output_dir: Path, *, figure_path: Path, language
     return path
 
 
-def register_best(summary: dict) -> str | None:
-    """Register the best autoencoder's encoder as ``aeclust-<dataset>-encoder@best``."""
+PROTOCOL_TAGS = ("dataset", "split", "n_samples")
+"""Tags that must match for two registered versions' scores to be comparable."""
+
+
+def register_best(summary: dict, *, force: bool = False) -> dict:
+    """Register the best autoencoder run's encoder and clusterer and move their ``best`` alias.
+
+    The alias moves only when the new run beats the version that holds it
+    on the chosen metric, with the same data set and sample protocol;
+    ``force`` moves it anyway. Each move or refusal is logged with both
+    values.
+
+    Returns
+    -------
+    versions : dict of str to str
+        Registered model name to the version created; empty when nothing was registered.
+    """
     best_ae = summary["best"].get("ae")
     if best_ae is None or not best_ae.get("model_uri"):
         logger.warning("No autoencoder run with a logged encoder; nothing was registered.")
-        return None
-    name = f"aeclust-{summary['dataset']}-encoder"
+        return {}
     metric = summary["metric"]
-    description = (
-        f"Encoder of the dense autoencoder with the best mean {metric} on {summary['dataset']} "
-        f"in sweep {summary['sweep_run_id']}: latent_dim={best_ae['latent_dim']}, "
-        f"{metric}={best_ae[metric]:.4f}. Input: flattened pixels in [0, 1]."
-    )
+    value = best_ae["run_metrics"][metric]
     tags = {
         "dataset": summary["dataset"],
+        "split": summary["setup"].get("split"),
+        "n_samples": summary["setup"].get("n_samples"),
         "method": "ae",
         "latent_dim": best_ae["latent_dim"],
+        "seed": best_ae["seed"],
         "metric": metric,
-        metric: f"{best_ae[metric]:.6f}",
+        "ari": _format(best_ae["run_metrics"].get("ari")),
+        "silhouette": _format(best_ae["run_metrics"].get("silhouette")),
+        metric: _format(value),
         "sweep_run_id": summary["sweep_run_id"],
         "run_id": best_ae["run_id"],
     }
-    return tracking.register_model(best_ae["model_uri"], name, tags=tags, description=description)
+    chosen = (
+        f"Chosen by compare as the run with the highest {metric} ({value:.4f}, seed {best_ae['seed']}) "
+        f"at latent_dim={best_ae['latent_dim']}, the dimension with the best mean {metric} "
+        f"({best_ae[metric]:.4f}) in sweep {summary['sweep_run_id']} on {summary['dataset']}."
+    )
+    models = {
+        f"aeclust-{summary['dataset']}-encoder": (
+            best_ae["model_uri"],
+            "Encoder of aeclust's dense autoencoder: flattened pixels in [0, 1] to latent features. "
+            + chosen,
+        ),
+        f"aeclust-{summary['dataset']}-clusterer": (
+            best_ae.get("clusterer_uri"),
+            "aeclust clusterer (MLflow pyfunc): images of the training shape to the K-means "
+            "cluster, its majority class name and the distance to the centroid. " + chosen,
+        ),
+    }
 
+    versions = {}
+    for name, (model_uri, description) in models.items():
+        if not model_uri:
+            logger.warning("Run %s has no %s model; %s was not registered.", best_ae["run_id"], name, name)
+            continue
+        if not force and not _beats_alias_holder(name, tags, metric, value):
+            continue
+        versions[name] = tracking.register_model(model_uri, name, tags=tags, description=description)
+    return versions
+
+
+def _format(value) -> str:
+    return "nan" if value is None else f"{value:.6f}"
+
+
+def _beats_alias_holder(name: str, tags: dict, metric: str, value: float) -> bool:
+    holder = tracking.alias_holder(name)
+    if holder is None:
+        return True
+    held_tags = holder["tags"]
+    same_protocol = all(str(held_tags.get(key)) == str(tags[key]) for key in PROTOCOL_TAGS)
+    held_value = held_tags.get(metric)
+    if not same_protocol or held_value is None:
+        logger.warning(
+            "Not moving %s@%s from version %s: it was chosen on another data set, sample or "
+            "metric (%s), so the scores are not comparable. Pass --force to move it.",
+            name, tracking.BEST_ALIAS, holder["version"],
+            ", ".join(f"{key}={held_tags.get(key)}" for key in (*PROTOCOL_TAGS, "metric")),
+        )
+        return False
+    if value > float(held_value):
+        logger.info(
+            "Moving %s@%s: new %s=%.4f beats version %s with %s=%s.",
+            name, tracking.BEST_ALIAS, metric, value, holder["version"], metric, held_value,
+        )
+        return True
+    logger.warning(
+        "Not moving %s@%s: new %s=%.4f does not beat version %s with %s=%s. Pass --force to move it.",
+        name, tracking.BEST_ALIAS, metric, value, holder["version"], metric, held_value,
+    )
+    return False

@@ -93,6 +93,8 @@ class RunConfig:
         Whether to draw the t-SNE figure.
     tsne_samples : int, default=5000
         Most points drawn in the t-SNE figure, sampled with ``seed``.
+    init_encoder : str or None, default=None
+        MLflow URI of an encoder whose weights start training (``ae`` only).
     """
 
     data: DataConfig = field(default_factory=DataConfig)
@@ -105,8 +107,13 @@ class RunConfig:
     n_init: int = DEFAULT_N_INIT
     tsne: bool = True
     tsne_samples: int = DEFAULT_TSNE_SAMPLES
+    init_encoder: str | None = None
 
     def __post_init__(self):
+        if self.init_encoder is not None and self.method != "ae":
+            raise ConfigError(
+                f"init_encoder={self.init_encoder!r} needs method=ae, not {self.method}."
+            )
         if self.method not in METHODS:
             raise ConfigError(
                 f"method={self.method!r} is not supported: use one of {', '.join(METHODS)}."
@@ -141,6 +148,7 @@ class RunConfig:
             "n_clusters": self.n_clusters,
             "n_init": self.n_init,
             "tsne_samples": self.tsne_samples if self.tsne else 0,
+            "init_encoder": self.init_encoder,
         }
 
     def config_hash(self) -> str:
@@ -216,7 +224,10 @@ class CompareConfig:
         Metric to choose by; None means ``ari``, or ``silhouette`` when the
         runs have no labels to score against.
     register : bool, default=True
-        Whether to register the best encoder and point the ``best`` alias at it.
+        Whether to register the best encoder and clusterer and point their
+        ``best`` alias at them when they beat the current holder.
+    force : bool, default=False
+        Move the ``best`` alias even when the new version does not beat the holder.
     output_dir : str or None, default=None
         Folder for the report, the summary files and the figure; None means
         ``aeclust-output/<experiment>``.
@@ -228,6 +239,7 @@ class CompareConfig:
     sweep_run_id: str | None = None
     metric: str | None = None
     register: bool = True
+    force: bool = False
     output_dir: str | None = None
     language: str = "en"
 

@@ -121,6 +121,28 @@ def build_autoencoder(n_features: int, *, latent_dim: int, random_state: int):
     return autoencoder, encoder
 
 
+def check_init_encoder(encoder, *, n_features: int, latent_dim: int) -> None:
+    """Raise :class:`ConfigError` unless ``encoder`` maps ``n_features`` pixels to ``latent_dim``."""
+    found = (encoder.input_shape[-1], encoder.output_shape[-1])
+    if found != (n_features, latent_dim):
+        raise ConfigError(
+            f"init_encoder takes {found[0]} pixels to latent_dim={found[1]}, but this run needs "
+            f"{n_features} pixels to latent_dim={latent_dim}: use an encoder trained on images of "
+            "the same size with the same --latent-dim."
+        )
+
+
+def _copy_encoder_weights(source, target) -> None:
+    check_init_encoder(source, n_features=target.input_shape[-1], latent_dim=target.output_shape[-1])
+    try:
+        target.set_weights(source.get_weights())
+    except ValueError as exc:
+        raise ConfigError(
+            f"init_encoder has other layers than aeclust's dense encoder ({exc}): "
+            "warm-start from an encoder that aeclust logged."
+        ) from exc
+
+
 def fit_autoencoder(
     X: np.ndarray,
     *,
@@ -129,6 +151,7 @@ def fit_autoencoder(
     batch_size: int,
     random_state: int,
     on_epoch_end=None,
+    init_encoder=None,
 ) -> FittedFeatures:
     """Train the dense autoencoder with early stopping and encode ``X``.
 
@@ -150,6 +173,14 @@ def fit_autoencoder(
         Seeds the split, the weights and the shuffling.
     on_epoch_end : callable or None, default=None
         Called as ``on_epoch_end(epoch, logs)`` after every epoch.
+    init_encoder : keras.Model or None, default=None
+        An encoder of the same shape whose weights start the training (warm
+        start); the decoder starts from scratch.
+
+    Raises
+    ------
+    ConfigError
+        If ``init_encoder`` has another input size or latent_dim.
     """
     import keras
     import tensorflow as tf
@@ -163,6 +194,8 @@ def fit_autoencoder(
     autoencoder, encoder = build_autoencoder(
         X.shape[1], latent_dim=latent_dim, random_state=random_state
     )
+    if init_encoder is not None:
+        _copy_encoder_weights(init_encoder, encoder)
     steps = max(1, int(np.ceil(len(X_train) / batch_size)))
     # A compiled step and several steps per call cut the per-batch Python cost.
     autoencoder.compile(

@@ -78,6 +78,16 @@ def check_fits(config: RunConfig, image_set: data.ImageSet) -> None:
         )
 
 
+def load_init_encoder(config: RunConfig, image_set: data.ImageSet):
+    """Load the warm-start encoder of ``config`` and check it fits the images, or return None."""
+    if config.init_encoder is None:
+        return None
+    encoder = tracking.load_keras_model(config.init_encoder)
+    n_features = int(np.prod(image_set.images.shape[1:]))
+    models.check_init_encoder(encoder, n_features=n_features, latent_dim=config.latent_dim)
+    return encoder
+
+
 def run_name(config: RunConfig) -> str:
     """Name a run after its method, latent dimension and seed, e.g. ``ae-d32-s42``."""
     return f"{config.method}-d{config.latent_dim}-s{config.seed}"
@@ -89,6 +99,7 @@ def execute_run(
     *,
     experiment_id: str,
     parent_run_id: str | None = None,
+    init_encoder=None,
 ) -> RunResult:
     """Run one configuration on an already sampled image set and track it.
 
@@ -102,6 +113,8 @@ def execute_run(
         MLflow experiment of the run.
     parent_run_id : str or None, default=None
         The sweep run this run is nested under.
+    init_encoder : keras.Model or None, default=None
+        The loaded ``config.init_encoder``, from :func:`load_init_encoder`.
     """
     check_fits(config, image_set)
     tags = {
@@ -111,12 +124,14 @@ def execute_run(
     }
     if parent_run_id is not None:
         tags[tracking.TAG_SWEEP_RUN_ID] = parent_run_id
+    if config.init_encoder is not None:
+        tags[tracking.TAG_INIT_ENCODER] = tracking.describe_model_source(config.init_encoder)
 
     with tracking.active_run(
         experiment_id, run_name=run_name(config), tags=tags, parent_run_id=parent_run_id
     ) as run_id:
         logger.info("Run %s (%s) started.", run_name(config), run_id)
-        scores = _fit_and_score(config, image_set)
+        scores = _fit_and_score(config, image_set, init_encoder)
     logger.info(
         "Run %s finished: ari=%.4f silhouette=%.4f.",
         run_name(config), scores[tracking.METRIC_ARI], scores[tracking.METRIC_SILHOUETTE],
@@ -124,7 +139,7 @@ def execute_run(
     return RunResult(run_id=run_id, config=config, metrics=scores)
 
 
-def _fit_and_score(config: RunConfig, image_set: data.ImageSet) -> dict:
+def _fit_and_score(config: RunConfig, image_set: data.ImageSet, init_encoder=None) -> dict:
     X = data.to_features(image_set.images)
     n_clusters = config.n_clusters or image_set.n_classes
     silhouette_mode = "exact" if len(X) <= metrics.SILHOUETTE_MAX_EXACT else "sampled"
@@ -143,6 +158,7 @@ def _fit_and_score(config: RunConfig, image_set: data.ImageSet) -> dict:
             batch_size=config.batch_size,
             random_state=config.seed,
             on_epoch_end=lambda epoch, logs: epochs.update(f"val_loss={logs['val_loss']:.4f}"),
+            init_encoder=init_encoder,
         )
         epochs.close()
         tracking.log_history(fitted.history)

@@ -45,6 +45,7 @@ TAG_SWEEP_RUN_ID = "aeclust.sweep_run_id"
 TAG_CONFIG_HASH = "aeclust.config_hash"
 TAG_MODEL_URI = "aeclust.model_uri"
 TAG_CLUSTERER_URI = "aeclust.clusterer_uri"
+TAG_INIT_ENCODER = "aeclust.init_encoder_version"
 TAG_DATASET = "aeclust.dataset"
 TAG_FAILED_CONFIGS = "aeclust.failed_configs"
 TAG_FAILURE = "aeclust.failure"
@@ -382,6 +383,60 @@ def read_artifact_text(run_id: str, artifact_path: str) -> str | None:
     """Return the UTF-8 text of a run's artifact, or None when it is missing."""
     content = read_artifact_bytes(run_id, artifact_path)
     return None if content is None else content.decode("utf-8")
+
+
+class ModelLoadError(ValueError):
+    """A model URI that does not resolve to a loadable model."""
+
+
+def load_pyfunc(model_uri: str):
+    """Load an MLflow model as pyfunc; raise :class:`ModelLoadError` naming the URI when it fails."""
+    import mlflow.pyfunc
+
+    try:
+        return mlflow.pyfunc.load_model(model_uri)
+    except (mlflow.exceptions.MlflowException, OSError) as exc:
+        raise ModelLoadError(
+            f"model_uri={model_uri!r} could not be loaded ({str(exc)[:200]}): check the name, "
+            "version or alias and the --tracking-uri."
+        ) from exc
+
+
+def load_keras_model(model_uri: str):
+    """Load a logged Keras model; raise :class:`ModelLoadError` naming the URI when it fails."""
+    import mlflow.keras
+
+    try:
+        return mlflow.keras.load_model(model_uri)
+    except (mlflow.exceptions.MlflowException, OSError) as exc:
+        raise ModelLoadError(
+            f"model_uri={model_uri!r} could not be loaded ({str(exc)[:200]}): check the name, "
+            "version or alias and the --tracking-uri."
+        ) from exc
+
+
+def describe_model_source(model_uri: str) -> str:
+    """Name the registered version behind ``models:/name@alias`` or ``models:/name/version``.
+
+    Other URIs are returned unchanged.
+    """
+    if not model_uri.startswith("models:/"):
+        return model_uri
+    path = model_uri[len("models:/"):]
+    client = MlflowClient()
+    if "@" in path:
+        name, alias = path.split("@", 1)
+        return f"{name}/{client.get_model_version_by_alias(name, alias).version}"
+    return path
+
+
+def alias_holder(name: str, alias: str = BEST_ALIAS) -> dict | None:
+    """Return the version and tags of the model version that ``name@alias`` points at, or None."""
+    try:
+        version = MlflowClient().get_model_version_by_alias(name, alias)
+    except mlflow.exceptions.MlflowException:
+        return None
+    return {"version": str(version.version), "tags": dict(version.tags)}
 
 
 def register_model(model_uri: str, name: str, *, tags: dict, description: str) -> str:

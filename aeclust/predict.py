@@ -1,0 +1,108 @@
+"""Cluster new images with a logged or registered clusterer and write the assignments."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from aeclust import serving, tracking
+from aeclust.data import IMAGE_SUFFIXES, DataSourceError
+
+logger = logging.getLogger(__name__)
+
+OUTPUT_SUFFIXES = (".csv", ".parquet")
+
+
+def read_images(path: Path) -> tuple[list[str], list[np.ndarray]]:
+    """Read the images to cluster: a folder (searched recursively), one image file or an ``.npz``.
+
+    Returns
+    -------
+    ids : list of str
+        The file path relative to the folder, the file name, or the row number of the ``.npz``.
+    images : list of ndarray
+        One uint8 array per image, (height, width) or (height, width, channels).
+    """
+    from PIL import Image
+
+    if path.suffix == ".npz" and path.is_file():
+        with np.load(path, allow_pickle=False) as archive:
+            if "images" not in archive.files:
+                raise DataSourceError(f"input={str(path)!r} has no 'images' array.")
+            images = archive["images"]
+        return [str(row) for row in range(len(images))], list(images)
+    if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+        files, root = [path], path.parent
+    elif path.is_dir():
+        files = sorted(f for f in path.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+        root = path
+    else:
+        raise DataSourceError(
+            f"input={str(path)!r} was not found or is not an image folder, PNG/JPEG file or .npz file."
+        )
+    if not files:
+        raise DataSourceError(f"input={str(path)!r} has no PNG or JPEG images.")
+
+    images = []
+    for file in files:
+        with Image.open(file) as image:
+            images.append(np.asarray(image))
+    return [str(file.relative_to(root)) for file in files], images
+
+
+def fit_shape(images: list[np.ndarray], image_shape, *, resize: bool) -> np.ndarray:
+    """Stack images into (n, height, width, channels), resizing them only when ``resize`` is set.
+
+    Raises
+    ------
+    serving.ImageShapeError
+        When an image has another shape and ``resize`` is not set.
+    """
+    from PIL import Image
+
+    height, width, channels = image_shape
+    fitted = []
+    for image in images:
+        image = image[..., np.newaxis] if image.ndim == 2 else image
+        if image.shape == (height, width, channels):
+            fitted.append(image)
+            continue
+        if not resize:
+            raise serving.ImageShapeError(
+                f"an input image has shape {image.shape} but the model expects "
+                f"{(height, width, channels)} (height, width, channels): pass --resize to "
+                "resize and convert the images."
+            )
+        pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
+        pil = pil.convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR)
+        pixels = np.asarray(pil)
+        fitted.append(pixels[..., np.newaxis] if pixels.ndim == 2 else pixels)
+    return np.stack(fitted).astype(np.uint8)
+
+
+def predict_images(model_uri: str, input_path: Path, output_path: Path, *, resize: bool = False):
+    """Cluster the images at ``input_path`` with the clusterer ``model_uri``; write ``output_path``.
+
+    The output is CSV, or Parquet when ``output_path`` ends in ``.parquet``,
+    with the columns ``id``, ``cluster``, ``class_name`` and ``distance``.
+    """
+    if output_path.suffix not in OUTPUT_SUFFIXES:
+        raise DataSourceError(
+            f"output={str(output_path)!r} has an unknown format: end it in .csv or .parquet."
+        )
+    model = tracking.load_pyfunc(model_uri)
+    image_shape = model.unwrap_python_model().config["image_shape"]
+    ids, images = read_images(input_path)
+    batch = fit_shape(images, image_shape, resize=resize)
+
+    result = model.predict(batch)
+    result.insert(0, "id", ids)
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    if output_path.suffix == ".parquet":
+        result.to_parquet(output_path, index=False)
+    else:
+        result.to_csv(output_path, index=False)
+    logger.info("Clustered %d images into %s.", len(result), output_path)
+    return result
