@@ -350,13 +350,15 @@ def compare(dataset, experiment, tracking_uri, quiet, debug, sweep_run_id, metri
               help="Where to write the assignments: .csv, or .parquet.")
 @click.option("--resize", is_flag=True,
               help="Resize and convert images to the model's image shape instead of rejecting them.")
+@click.option("--embedding", is_flag=True,
+              help="Add the encoder output of each image as a JSON list in an embedding column.")
 @click.option("--tracking-uri", default=None, callback=_empty_to_none,
               help="MLflow tracking URI.  [default: $MLFLOW_TRACKING_URI, "
                    "else sqlite:///mlflow.db in the working directory]")
 @click.option("--quiet", is_flag=True, help="Log warnings and errors only.")
 @click.option("--debug", is_flag=True, help="Log debug lines and show tracebacks.")
 @handle_errors
-def predict(model_uri, input_path, output_path, resize, tracking_uri, quiet, debug):
+def predict(model_uri, input_path, output_path, resize, embedding, tracking_uri, quiet, debug):
     """Assign new images to the clusters of a logged or registered clusterer.
 
     Writes one row per image: id (file path or .npz row), cluster, class_name
@@ -366,7 +368,9 @@ def predict(model_uri, input_path, output_path, resize, tracking_uri, quiet, deb
     from aeclust import tracking
 
     tracking.set_tracking_uri(tracking_uri)
-    result = predict_module.predict_images(model_uri, input_path, output_path, resize=resize)
+    result = predict_module.predict_images(
+        model_uri, input_path, output_path, resize=resize, embedding=embedding
+    )
     click.echo(f"clustered {len(result)} images into {output_path}")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -82,11 +83,14 @@ def fit_shape(images: list[np.ndarray], image_shape, *, resize: bool) -> np.ndar
     return np.stack(fitted).astype(np.uint8)
 
 
-def predict_images(model_uri: str, input_path: Path, output_path: Path, *, resize: bool = False):
+def predict_images(
+    model_uri: str, input_path: Path, output_path: Path, *, resize: bool = False, embedding: bool = False
+):
     """Cluster the images at ``input_path`` with the clusterer ``model_uri``; write ``output_path``.
 
     The output is CSV, or Parquet when ``output_path`` ends in ``.parquet``,
-    with the columns ``id``, ``cluster``, ``class_name`` and ``distance``.
+    with the columns ``id``, ``cluster``, ``class_name`` and ``distance``,
+    and ``embedding`` (the encoder output) when ``embedding`` is set.
     """
     if output_path.suffix not in OUTPUT_SUFFIXES:
         raise DataSourceError(
@@ -97,7 +101,13 @@ def predict_images(model_uri: str, input_path: Path, output_path: Path, *, resiz
     ids, images = read_images(input_path)
     batch = fit_shape(images, image_shape, resize=resize)
 
-    result = model.predict(batch)
+    if embedding:
+        # The pyfunc wrapper passes params only to models logged with a params schema,
+        # so the embedding is asked from the Python model directly.
+        result = model.unwrap_python_model().predict(None, batch, params={"embedding": True})
+        result["embedding"] = [json.dumps([round(float(v), 6) for v in row]) for row in result["embedding"]]
+    else:
+        result = model.predict(batch)
     result.insert(0, "id", ids)
     output_path.parent.mkdir(parents=True, exist_ok=True)
     if output_path.suffix == ".parquet":

@@ -68,6 +68,20 @@ def test_predict_matches_logged_clusters(study):
     assert (predicted["distance"] >= 0).all()
 
 
+def test_predict_embedding_column(study, tmp_path):
+    import json as json_module
+
+    output = tmp_path / "with-embedding.csv"
+    result = study["runner"].invoke(
+        main, ["predict", "--model-uri", MODEL, "--input", str(study["dir"] / "sample.npz"),
+               "--output", str(output), "--embedding"],
+    )
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(output)
+    assert len(json_module.loads(table["embedding"][0])) == 8
+    assert np.array_equal(table["cluster"].to_numpy(), study["logged"]["cluster"].to_numpy())
+
+
 def test_registered_versions_tagged(study):
     client = MlflowClient()
     for name in ("aeclust-digits-encoder", "aeclust-digits-clusterer"):
