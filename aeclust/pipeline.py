@@ -174,6 +174,7 @@ def _fit_and_score(config: RunConfig, image_set: data.ImageSet, init_encoder=Non
     scores[tracking.METRIC_SILHOUETTE] = silhouette
     scores[tracking.METRIC_FIT_SECONDS] = fitted.fit_seconds
     scores[tracking.METRIC_N_SAMPLES] = len(X)
+    scores[tracking.METRIC_LATENT_DIM] = config.latent_dim
     if fitted.reconstruction_mse is not None:
         scores[tracking.METRIC_RECONSTRUCTION_MSE] = fitted.reconstruction_mse
     tracking.log_metrics(scores)

@@ -33,6 +33,8 @@ METRIC_RECONSTRUCTION_MSE = "reconstruction_mse"
 METRIC_FIT_SECONDS = "fit_seconds"
 METRIC_N_SAMPLES = "n_samples"
 METRIC_N_FAILED = "n_failed_runs"
+METRIC_LATENT_DIM = "latent_dim"
+"""Also logged as a metric so that the MLflow UI's charts can put it on an axis."""
 CURVE_PREFIXES = ("train_", "val_")
 
 PARAM_SILHOUETTE_MODE = "silhouette_mode"

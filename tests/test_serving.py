@@ -188,6 +188,16 @@ def test_warm_start_mismatch_rejected(study):
     assert MlflowClient().get_experiment_by_name("warm-bad") is None
 
 
+def test_second_compare_keeps_alias(study):
+    client = MlflowClient()
+    before = client.get_model_version_by_alias("aeclust-digits-encoder", "best").version
+    again = study["runner"].invoke(main, ["compare"])
+    assert again.exit_code == 0, again.output
+    assert "does not beat version" in again.output
+    assert "registered models:/" not in again.output
+    assert client.get_model_version_by_alias("aeclust-digits-encoder", "best").version == before
+
+
 def test_worse_candidate_keeps_alias(study, caplog):
     client = MlflowClient()
     holder = client.get_model_version_by_alias("aeclust-digits-encoder", "best")
