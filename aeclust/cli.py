@@ -268,9 +268,12 @@ def train(dataset, split, data_dir, sample_size, seed, experiment, tracking_uri,
                    + "; from this default list, dims PCA cannot give on small images are skipped]")
 @click.option("--seeds", type=IntList(), default=None,
               help="Comma-separated seeds, one run per seed and configuration.  [default: --seed]")
+@click.option("--resume/--no-resume", default=True, show_default=True,
+              help="Reuse configurations that already have a FINISHED run in the experiment "
+                   "and run only the missing or failed ones.")
 @handle_errors
 def sweep(dataset, split, data_dir, sample_size, seed, experiment, tracking_uri, quiet, debug,
-          epochs, batch_size, n_clusters, tsne, tsne_samples, methods, latent_dims, seeds):
+          epochs, batch_size, n_clusters, tsne, tsne_samples, methods, latent_dims, seeds, resume):
     """Run every (method, latent_dim, seed) as a run nested under one sweep run."""
     from aeclust import sweep as sweep_module
     from aeclust import tracking
@@ -287,8 +290,12 @@ def sweep(dataset, split, data_dir, sample_size, seed, experiment, tracking_uri,
         latent_dims_given=latent_dims is not None,
     )
     tracking.set_tracking_uri(tracking_uri)
-    result = sweep_module.run_sweep(config, experiment=experiment or default_experiment(dataset))
-    click.echo(f"sweep_run_id={result.sweep_run_id} runs={len(result.results)}")
+    result = sweep_module.run_sweep(
+        config, experiment=experiment or default_experiment(dataset), resume=resume
+    )
+    click.echo(
+        f"sweep_run_id={result.sweep_run_id} runs={len(result.results)} reused={len(result.reused)}"
+    )
 
 
 @main.command()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import socket
 import time
 from dataclasses import dataclass
 
@@ -31,6 +33,7 @@ class SweepResult:
 
     sweep_run_id: str
     results: tuple
+    reused: dict = dataclasses.field(default_factory=dict)
 
 
 def plan_runs(sweep: SweepConfig, samples: dict) -> list[RunConfig]:
@@ -65,11 +68,68 @@ def describe(sweep: SweepConfig, dataset: str, n_runs: int) -> str:
     )
 
 
-def run_sweep(sweep: SweepConfig, *, experiment: str) -> SweepResult:
+def process_is_gone(process_tag: str | None) -> bool:
+    """Tell whether the ``host:pid`` of a RUNNING run names a process of this host that has ended.
+
+    A run of another host, or one without the tag, is never called gone,
+    because this process cannot see it.
+    """
+    if not process_tag or ":" not in process_tag:
+        return False
+    host, pid = process_tag.rsplit(":", 1)
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def split_done(planned: list[RunConfig], experiment_id: str) -> tuple[list[RunConfig], dict]:
+    """Separate configurations that already have a FINISHED run from those still to run.
+
+    RUNNING runs whose process on this host no longer exists are marked
+    FAILED first, so they are run again.
+
+    Returns
+    -------
+    to_run : list of RunConfig
+        Configurations without a FINISHED run.
+    reused : dict of str to str
+        Run name to the id of the FINISHED run that stands for it.
+    """
+    hashes = {config.config_hash(): config for config in planned}
+    existing = tracking.runs_by_config_hash(experiment_id, hashes)
+    to_run, reused = [], {}
+    for config_hash, config in hashes.items():
+        runs = existing.get(config_hash, [])
+        for run in runs:
+            if run["status"] == "RUNNING" and process_is_gone(run["tags"].get(tracking.TAG_PROCESS)):
+                reason = f"process {run['tags'][tracking.TAG_PROCESS]} ended while the run was RUNNING"
+                logger.warning("Marking run %s FAILED: %s.", run["run_id"], reason)
+                tracking.mark_failed(run["run_id"], reason)
+                run["status"] = "FAILED"
+        finished = sorted(
+            (run for run in runs if run["status"] == "FINISHED"), key=lambda run: run["start_time"]
+        )
+        if finished:
+            reused[pipeline.run_name(config)] = finished[-1]["run_id"]
+        else:
+            to_run.append(config)
+    return to_run, reused
+
+
+def run_sweep(sweep: SweepConfig, *, experiment: str, resume: bool = True) -> SweepResult:
     """Train and score every configuration of ``sweep`` as a nested MLflow run.
 
     The data set is loaded once and sampled once per seed. A run that fails
-    is marked FAILED and the sweep goes on.
+    is marked FAILED and the sweep goes on. With ``resume``, a configuration
+    that already has a FINISHED run in the experiment (same config hash) is
+    not run again: that run is tagged as reused by the new sweep, and compare
+    reads it as one of the sweep's runs.
 
     Raises
     ------
@@ -86,6 +146,14 @@ def run_sweep(sweep: SweepConfig, *, experiment: str) -> SweepResult:
     }
     planned = plan_runs(sweep, samples)
     experiment_id = tracking.get_or_create_experiment(experiment)
+    reused = {}
+    if resume:
+        planned, reused = split_done(planned, experiment_id)
+        if reused:
+            logger.info(
+                "Resuming: %d configuration(s) already have a FINISHED run and are reused; "
+                "%d to run. Pass --no-resume to run them all again.", len(reused), len(planned),
+            )
 
     parent_tags = {
         tracking.TAG_ROLE: tracking.ROLE_SWEEP,
@@ -103,9 +171,12 @@ def run_sweep(sweep: SweepConfig, *, experiment: str) -> SweepResult:
             methods=",".join(sweep.methods),
             latent_dims=",".join(str(dim) for dim in sweep.latent_dims),
             seeds=",".join(str(seed) for seed in sweep.seeds),
-            n_runs=len(planned),
+            n_runs=len(planned) + len(reused),
         )
         tracking.log_params(params)
+        tracking.set_tags({tracking.TAG_N_REUSED: len(reused)})
+        for run_id in reused.values():
+            tracking.set_tags({f"{tracking.TAG_REUSED_BY}{sweep_run_id}": "true"}, run_id=run_id)
 
         start = time.perf_counter()
         runs_progress = progress.Progress(len(planned), "sweep runs")
@@ -134,4 +205,4 @@ def run_sweep(sweep: SweepConfig, *, experiment: str) -> SweepResult:
         "Sweep %s finished %d runs in %.0f s.", sweep_run_id, len(results),
         time.perf_counter() - start,
     )
-    return SweepResult(sweep_run_id=sweep_run_id, results=tuple(results))
+    return SweepResult(sweep_run_id=sweep_run_id, results=tuple(results), reused=reused)

@@ -13,6 +13,7 @@ import csv
 import io
 import logging
 import os
+import socket
 import tempfile
 from importlib import metadata
 from pathlib import Path
@@ -48,6 +49,11 @@ TAG_CONFIG_HASH = "aeclust.config_hash"
 TAG_MODEL_URI = "aeclust.model_uri"
 TAG_CLUSTERER_URI = "aeclust.clusterer_uri"
 TAG_INIT_ENCODER = "aeclust.init_encoder_version"
+TAG_PROCESS = "aeclust.process"
+"""``host:pid`` of the process that runs a run, to find runs whose process died."""
+TAG_REUSED_BY = "aeclust.reused_by."
+"""Prefix of a tag, followed by a sweep run id, on a FINISHED run that a resumed sweep reuses."""
+TAG_N_REUSED = "aeclust.n_reused_runs"
 TAG_DATASET = "aeclust.dataset"
 TAG_FAILED_CONFIGS = "aeclust.failed_configs"
 TAG_FAILURE = "aeclust.failure"
@@ -146,7 +152,11 @@ def active_run(experiment_id: str, *, run_name: str, tags: dict, parent_run_id: 
     run_id : str
     """
     client = MlflowClient()
-    all_tags = {TAG_RUN_NAME: run_name, **{k: str(v) for k, v in tags.items()}}
+    all_tags = {
+        TAG_RUN_NAME: run_name,
+        TAG_PROCESS: f"{socket.gethostname()}:{os.getpid()}",
+        **{k: str(v) for k, v in tags.items()},
+    }
     project = _project_run()
     if parent_run_id is None and project is not None:
         project_run_id, project_experiment_id = project
@@ -345,11 +355,37 @@ def search_runs(experiment_id: str, filter_string: str, order_by=None) -> list[d
 
 
 def child_runs(experiment_id: str, sweep_run_id: str) -> list[dict]:
-    """Return every configuration run of the sweep ``sweep_run_id``, whatever its status."""
-    return search_runs(
+    """Return every configuration run of the sweep ``sweep_run_id``, whatever its status.
+
+    Runs of earlier sweeps that a resumed sweep reused are included.
+    """
+    own = search_runs(
         experiment_id,
         f"tags.`{TAG_SWEEP_RUN_ID}` = '{sweep_run_id}' and tags.`{TAG_ROLE}` = '{ROLE_RUN}'",
     )
+    reused = search_runs(experiment_id, f"tags.`{TAG_REUSED_BY}{sweep_run_id}` = 'true'")
+    return own + reused
+
+
+def runs_by_config_hash(experiment_id: str, config_hashes) -> dict[str, list[dict]]:
+    """Return the configuration runs of the experiment grouped by their config hash.
+
+    Only hashes in ``config_hashes`` are kept.
+    """
+    wanted = set(config_hashes)
+    grouped: dict[str, list[dict]] = {}
+    for run in search_runs(experiment_id, f"tags.`{TAG_ROLE}` = '{ROLE_RUN}'"):
+        config_hash = run["tags"].get(TAG_CONFIG_HASH)
+        if config_hash in wanted:
+            grouped.setdefault(config_hash, []).append(run)
+    return grouped
+
+
+def mark_failed(run_id: str, reason: str) -> None:
+    """End a run as FAILED with ``reason`` in its ``aeclust.failure`` tag."""
+    client = MlflowClient()
+    client.set_tag(run_id, TAG_FAILURE, reason)
+    client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
 
 
 def latest_sweep(experiment_id: str) -> dict | None:

@@ -1,0 +1,69 @@
+"""Resumed sweeps: FINISHED configurations are reused, failed and orphaned ones run again."""
+
+import socket
+import subprocess
+
+import pytest
+from click.testing import CliRunner
+from mlflow import MlflowClient
+
+from aeclust import tracking
+from aeclust.cli import main
+
+pytestmark = pytest.mark.slow
+
+SWEEP = ["sweep", "--methods", "pca", "--latent-dims", "8,16", "--sample-size", "300", "--no-tsne"]
+
+
+def _config_runs(client, experiment_id):
+    runs = client.search_runs([experiment_id], f"tags.`{tracking.TAG_ROLE}` = 'run'")
+    return {run.info.run_id: run for run in runs}
+
+
+def test_resume_reuses_and_reruns(tracking_uri):
+    runner = CliRunner()
+    first = runner.invoke(main, SWEEP)
+    assert first.exit_code == 0, first.output
+    assert "runs=2 reused=0" in first.output
+
+    client = MlflowClient()
+    experiment_id = client.get_experiment_by_name("aeclust-digits").experiment_id
+    runs = _config_runs(client, experiment_id)
+    by_name = {run.data.tags["mlflow.runName"]: run for run in runs.values()}
+    failed_run = by_name["pca-d16-s42"]
+    client.set_terminated(failed_run.info.run_id, "FAILED")
+
+    # A run left RUNNING by a process that has ended, as after kill -9.
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    orphan = client.create_run(experiment_id, tags={
+        tracking.TAG_ROLE: tracking.ROLE_RUN,
+        tracking.TAG_CONFIG_HASH: failed_run.data.tags[tracking.TAG_CONFIG_HASH],
+        tracking.TAG_PROCESS: f"{socket.gethostname()}:{dead.pid}",
+    })
+
+    second = runner.invoke(main, SWEEP)
+    assert second.exit_code == 0, second.output
+    assert "runs=1 reused=1" in second.output
+
+    orphan_after = client.get_run(orphan.info.run_id)
+    assert orphan_after.info.status == "FAILED"
+    assert "ended while the run was RUNNING" in orphan_after.data.tags[tracking.TAG_FAILURE]
+
+    runs_after = _config_runs(client, experiment_id)
+    finished = [run for run in runs_after.values()
+                if run.info.status == "FINISHED" and run.data.tags["mlflow.runName"] == "pca-d16-s42"]
+    assert len(finished) == 1
+
+    compared = runner.invoke(main, ["compare", "--no-register"])
+    assert compared.exit_code == 0, compared.output
+    assert "- n_samples: 300" in compared.output
+    assert compared.output.count("| pca |") == 2
+
+
+def test_no_resume_runs_everything(tracking_uri):
+    runner = CliRunner()
+    assert runner.invoke(main, SWEEP).exit_code == 0
+    again = runner.invoke(main, [*SWEEP, "--no-resume"])
+    assert again.exit_code == 0, again.output
+    assert "runs=2 reused=0" in again.output
