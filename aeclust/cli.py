@@ -31,6 +31,7 @@ from aeclust.config import (  # noqa: E402
     CompareConfig,
     ConfigError,
     DataConfig,
+    Interrupted,
     RunConfig,
     SweepConfig,
     default_experiment,
@@ -40,6 +41,7 @@ logger = logging.getLogger("aeclust")
 
 USAGE_EXIT = 2
 FAILURE_EXIT = 1
+INTERRUPTED_EXIT = 130
 
 
 class OptionalInt(click.ParamType):
@@ -172,6 +174,7 @@ def handle_errors(command):
 
         debug = kwargs.get("debug", False)
         setup_logging(quiet=kwargs.get("quiet", False), debug=debug)
+        _raise_on_signals()
         progress.configure(enabled=not kwargs.get("quiet", False))
         try:
             return command(*args, **kwargs)
@@ -185,8 +188,23 @@ def handle_errors(command):
                 raise
             click.echo(f"Error: {exc}", err=True)
             sys.exit(FAILURE_EXIT)
+        except KeyboardInterrupt as exc:
+            click.echo(f"Error: stopped by {exc or 'SIGINT'}; the run in progress is marked KILLED.",
+                       err=True)
+            sys.exit(INTERRUPTED_EXIT)
 
     return wrapper
+
+
+def _raise_on_signals() -> None:
+    """Turn SIGINT and SIGTERM into :class:`Interrupted`, so open runs end as KILLED."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise Interrupted(signal.Signals(signum).name)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, interrupt)
 
 
 def setup_logging(*, quiet: bool, debug: bool) -> None:

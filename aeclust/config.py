@@ -36,6 +36,10 @@ class ConfigError(ValueError):
     """Invalid user input, raised before any work starts."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """The process received SIGINT or SIGTERM; runs in progress end as KILLED."""
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Image source and sample of a run.

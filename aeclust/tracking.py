@@ -179,7 +179,7 @@ def active_run(experiment_id: str, *, run_name: str, tags: dict, parent_run_id: 
         status = RunStatus.to_string(
             RunStatus.KILLED if isinstance(exc, KeyboardInterrupt) else RunStatus.FAILED
         )
-        message = f"{type(exc).__name__}: {exc}"[:4000]
+        message = f"{type(exc).__name__}: {exc}"[:4000] if str(exc) else type(exc).__name__
         client.set_tag(run_id, TAG_FAILURE, message)
         raise
     finally:

@@ -67,3 +67,40 @@ def test_no_resume_runs_everything(tracking_uri):
     again = runner.invoke(main, [*SWEEP, "--no-resume"])
     assert again.exit_code == 0, again.output
     assert "runs=2 reused=0" in again.output
+
+
+def test_sigterm_marks_run_killed(tracking_uri):
+    import os
+    import signal
+    import sys
+    import time
+
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "aeclust.cli", "sweep", "--methods", "ae", "--latent-dims", "8",
+         "--epochs", "200", "--sample-size", "1000", "--no-tsne", "--quiet"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    client = MlflowClient()
+    deadline = time.monotonic() + 120
+    running = []
+    while not running:
+        assert time.monotonic() < deadline, "no run started within 120 s"
+        assert process.poll() is None, process.communicate()[1][-2000:]
+        experiment = client.get_experiment_by_name("aeclust-digits")
+        if experiment is not None:
+            running = client.search_runs(
+                [experiment.experiment_id], f"tags.`{tracking.TAG_ROLE}` = 'run'"
+            )
+        time.sleep(0.5)
+    time.sleep(2)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+
+    assert process.returncode == 130
+    assert "stopped by SIGTERM" in stderr
+    run = client.get_run(running[0].info.run_id)
+    assert run.info.status == "KILLED"
+    assert run.data.tags[tracking.TAG_FAILURE] == "Interrupted: SIGTERM"
+    sweeps = client.search_runs([running[0].info.experiment_id], f"tags.`{tracking.TAG_ROLE}` = 'sweep'")
+    assert sweeps[0].info.status == "KILLED"
