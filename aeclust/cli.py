@@ -71,7 +71,7 @@ class IntList(click.ParamType):
         if str(value).strip() == "":
             return None
         try:
-            return tuple(int(part) for part in str(value).split(",") if part.strip())
+            return tuple(int(part) for part in str(value).split(","))
         except ValueError:
             self.fail(f"{value!r} is not a comma-separated list of integers, e.g. 16,32.", param, ctx)
 

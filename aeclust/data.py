@@ -301,8 +301,13 @@ def load_folder(path: Path) -> ImageSet:
     images, labels = [], []
     for label, files in enumerate(files_per_class):
         for file in files:
-            with Image.open(file) as image:
-                images.append(np.asarray(image))
+            try:
+                with Image.open(file) as image:
+                    images.append(np.asarray(image))
+            except OSError as exc:
+                raise DataSourceError(
+                    f"image {str(file)!r} could not be read ({exc}): replace or remove the file."
+                ) from exc
             labels.append(label)
 
     shapes = {image.shape for image in images}
@@ -343,6 +348,16 @@ def _check_single_split(config: DataConfig, what: str) -> None:
         raise DataSourceError(
             f"split={config.split!r} does not exist: {what} has one split, train. "
             "Put other images in their own folder or .npz file and pass it as --dataset."
+        )
+
+
+def check_classes(image_set: ImageSet) -> None:
+    """Raise :class:`DataSourceError` when the images hold fewer than 2 classes."""
+    n_present = len(np.unique(image_set.labels))
+    if n_present < 2:
+        raise DataSourceError(
+            f"dataset {image_set.name!r} has {n_present} class(es): clustering against labels "
+            "needs images of at least 2 classes."
         )
 
 

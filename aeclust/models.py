@@ -226,6 +226,13 @@ def fit_autoencoder(
     )
     fit_seconds = time.perf_counter() - start
 
+    for name in ("loss", "val_loss"):
+        for epoch, value in enumerate(history.history[name]):
+            if not np.isfinite(value):
+                raise FloatingPointError(
+                    f"training {name} became {value} at epoch {epoch}: check that the pixels are "
+                    "scaled to [0, 1] and lower the learning rate or the batch size."
+                )
     n_epochs = len(history.history["loss"])
     if n_epochs < epochs:
         logger.info("Early stopping ended training after %d of %d epochs.", n_epochs, epochs)

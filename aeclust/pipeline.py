@@ -49,6 +49,7 @@ def load_data(config: RunConfig) -> tuple[RunConfig, data.ImageSet]:
         The whole split.
     """
     image_set = data.load_dataset(config.data)
+    data.check_classes(image_set)
     sample_size = data.resolve_sample_size(config.data.sample_size, len(image_set))
     resolved = dataclasses.replace(config.data, sample_size=sample_size)
     return dataclasses.replace(config, data=resolved), image_set

@@ -83,3 +83,22 @@ def test_sweep_help_lists_dims():
     output = " ".join(_invoke("sweep", "--help").output.split())
     assert "16,32,64,128,256" in output
     assert "[default: ae,pca]" in output
+
+
+@pytest.mark.parametrize("dims", ["16,,32", "16;32", "16,abc"])
+def test_malformed_dims_list_rejected(tracking_uri, dims):
+    result = _invoke("sweep", "--latent-dims", dims)
+    assert result.exit_code == 2
+    assert "is not a comma-separated list of integers" in result.output
+
+
+def test_one_class_rejected(tracking_uri, tmp_path):
+    path = tmp_path / "single.npz"
+    np.savez(path, images=np.zeros((20, 4, 4), dtype=np.uint8), labels=np.zeros(20, dtype=int))
+    _assert_usage_error(_invoke("sweep", "--dataset", str(path)), "has 1 class(es)")
+
+
+def test_corrupt_image_named(tracking_uri, image_folder):
+    broken = image_folder / "cross" / "broken.png"
+    broken.write_bytes(b"not a png")
+    _assert_usage_error(_invoke("sweep", "--dataset", str(image_folder)), "broken.png", "could not be read")
