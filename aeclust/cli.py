@@ -76,6 +76,15 @@ class IntList(click.ParamType):
             self.fail(f"{value!r} is not a comma-separated list of integers, e.g. 16,32.", param, ctx)
 
 
+class OptionalChoice(click.Choice):
+    """A choice, or an empty string meaning 'not given'."""
+
+    def convert(self, value, param, ctx):
+        if value is None or str(value).strip() == "":
+            return None
+        return super().convert(value, param, ctx)
+
+
 class ChoiceList(click.ParamType):
     """Comma-separated names from a fixed set, such as ``ae,pca``."""
 
@@ -322,12 +331,13 @@ def sweep(dataset, split, data_dir, sample_size, seed, experiment, tracking_uri,
 @store_options
 @click.option("--sweep-run-id", default=None, callback=_empty_to_none,
               help="Parent run of the sweep to compare.  [default: the latest sweep in the experiment]")
-@click.option("--metric", type=click.Choice(("", *METRICS)), default="", callback=_empty_to_none,
-              show_choices=False,
-              help=f"Metric that chooses the best latent_dim: {', '.join(METRICS)}.  "
+@click.option("--metric", type=OptionalChoice(METRICS), default=None,
+              help="Metric that chooses the best latent_dim.  "
                    "[default: ari; silhouette when the runs have no labels]")
 @click.option("--register/--no-register", default=True, show_default=True,
-              help="Register the best encoder as aeclust-<dataset>-encoder with alias @best.")
+              help="Register the best run's encoder and clusterer as aeclust-<dataset>-encoder "
+                   "and aeclust-<dataset>-clusterer; their alias @best moves only when the run "
+                   "beats the current holder.")
 @click.option("--force", is_flag=True,
               help="Move the best alias even when the new version does not beat its holder.")
 @click.option("--register-model", type=click.BOOL, default=None, hidden=True,

@@ -326,7 +326,10 @@ def run_compare(config: CompareConfig) -> CompareResult:
         )
 
     summary = build_summary(kept, metric=metric, sweep_run=sweep, excluded=excluded)
-    output_dir = Path(config.output_dir or Path("aeclust-output") / config.experiment)
+    default_dir = Path("aeclust-output") / (
+        config.experiment if config.language == "en" else f"{config.experiment}-{config.language}"
+    )
+    output_dir = Path(config.output_dir or default_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     files = write_outputs(summary, output_dir, language=config.language)
     files.append(write_report(summary, output_dir, figure_path=files[0], language=config.language))
@@ -443,6 +446,13 @@ def register_best(summary: dict, *, force: bool = False) -> dict:
 
     versions = {}
     for name, (model_uri, description) in models.items():
+        holder = tracking.alias_holder(name)
+        if holder is not None and holder["tags"].get("run_id") == best_ae["run_id"]:
+            logger.info(
+                "%s@%s already points at run %s (version %s); nothing to register.",
+                name, tracking.BEST_ALIAS, best_ae["run_id"], holder["version"],
+            )
+            continue
         if not model_uri:
             logger.warning("Run %s has no %s model; %s was not registered.", best_ae["run_id"], name, name)
             continue
@@ -461,24 +471,28 @@ def _beats_alias_holder(name: str, tags: dict, metric: str, value: float) -> boo
     if holder is None:
         return True
     held_tags = holder["tags"]
-    same_protocol = all(str(held_tags.get(key)) == str(tags[key]) for key in PROTOCOL_TAGS)
-    held_value = held_tags.get(metric)
-    if not same_protocol or held_value is None:
+    keys = (*PROTOCOL_TAGS, "metric")
+    differing = [
+        f"{key} {held_tags.get(key)} -> {tags[key]}" for key in keys
+        if str(held_tags.get(key)) != str(tags[key])
+    ]
+    if differing:
         logger.warning(
-            "Not moving %s@%s from version %s: it was chosen on another data set, sample or "
-            "metric (%s), so the scores are not comparable. Pass --force to move it.",
-            name, tracking.BEST_ALIAS, holder["version"],
-            ", ".join(f"{key}={held_tags.get(key)}" for key in (*PROTOCOL_TAGS, "metric")),
+            "Not moving %s@%s from version %s: the scores are not comparable (%s). "
+            "Pass --force to move it.",
+            name, tracking.BEST_ALIAS, holder["version"], ", ".join(differing),
         )
         return False
-    if value > float(held_value):
+    held_value = float(held_tags[metric])
+    if value > held_value:
         logger.info(
-            "Moving %s@%s: new %s=%.4f beats version %s with %s=%s.",
+            "Moving %s@%s: new %s=%.6f beats version %s with %s=%.6f.",
             name, tracking.BEST_ALIAS, metric, value, holder["version"], metric, held_value,
         )
         return True
-    logger.warning(
-        "Not moving %s@%s: new %s=%.4f does not beat version %s with %s=%s. Pass --force to move it.",
-        name, tracking.BEST_ALIAS, metric, value, holder["version"], metric, held_value,
+    logger.info(
+        "Keeping %s@%s on version %s: its %s=%.6f is not lower than the new run's %.6f. "
+        "Pass --force to move it.",
+        name, tracking.BEST_ALIAS, holder["version"], metric, held_value, value,
     )
     return False

@@ -313,11 +313,16 @@ def _tsne_figure(config, image_set, features, labels_pred):
 
 def _confusion_figure(config, image_set, labels_pred):
     table, order = cluster.matched_confusion(image_set.labels, labels_pred, image_set.n_classes)
-    names = _cluster_names(image_set, labels_pred)
+    # Column j holds the cluster matched to class j; clusters left unmatched come last.
+    column_names = [
+        f"{cluster_id} → {image_set.class_names[column]}" if column < image_set.n_classes
+        else str(cluster_id)
+        for column, cluster_id in enumerate(order)
+    ]
     return plots.confusion_figure(
         table,
         class_names=image_set.class_names,
-        cluster_names=[names[cluster_id] for cluster_id in order],
+        cluster_names=column_names,
         title=f"{image_set.name}: {run_name(config)}, clusters matched to classes",
     )
 

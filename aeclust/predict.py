@@ -53,8 +53,10 @@ def read_images(path: Path) -> tuple[list[str], list[np.ndarray]]:
     return [str(file.relative_to(root)) for file in files], images
 
 
-def fit_shape(images: list[np.ndarray], image_shape, *, resize: bool) -> np.ndarray:
+def fit_shape(images: list[np.ndarray], image_shape, *, resize: bool, ids=None) -> np.ndarray:
     """Stack images into (n, height, width, channels), resizing them only when ``resize`` is set.
+
+    Pixel values keep their type: uint8 (0-255) or float (already in [0, 1]).
 
     Raises
     ------
@@ -64,23 +66,26 @@ def fit_shape(images: list[np.ndarray], image_shape, *, resize: bool) -> np.ndar
     from PIL import Image
 
     height, width, channels = image_shape
+    ids = ids if ids is not None else [str(index) for index in range(len(images))]
     fitted = []
-    for image in images:
+    for image_id, image in zip(ids, images):
         image = image[..., np.newaxis] if image.ndim == 2 else image
         if image.shape == (height, width, channels):
             fitted.append(image)
             continue
         if not resize:
             raise serving.ImageShapeError(
-                f"an input image has shape {image.shape} but the model expects "
+                f"input image {image_id!r} has shape {image.shape} but the model expects "
                 f"{(height, width, channels)} (height, width, channels): pass --resize to "
                 "resize and convert the images."
             )
+        if image.dtype != np.uint8:
+            image = np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8)
         pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
         pil = pil.convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR)
         pixels = np.asarray(pil)
         fitted.append(pixels[..., np.newaxis] if pixels.ndim == 2 else pixels)
-    return np.stack(fitted).astype(np.uint8)
+    return np.stack(fitted)
 
 
 def predict_images(
@@ -99,7 +104,7 @@ def predict_images(
     model = tracking.load_pyfunc(model_uri)
     image_shape = model.unwrap_python_model().config["image_shape"]
     ids, images = read_images(input_path)
-    batch = fit_shape(images, image_shape, resize=resize)
+    batch = fit_shape(images, image_shape, resize=resize, ids=ids)
 
     if embedding:
         # The pyfunc wrapper passes params only to models logged with a params schema,
@@ -114,5 +119,5 @@ def predict_images(
         result.to_parquet(output_path, index=False)
     else:
         result.to_csv(output_path, index=False)
-    logger.info("Clustered %d images into %s.", len(result), output_path)
+    logger.debug("Clustered %d images into %s.", len(result), output_path)
     return result

@@ -23,7 +23,7 @@ TEXT = {
         "runs": "Runs compared",
         "excluded": "Runs excluded",
         "versions": "Versions",
-        "table": "Scores per method and latent dimension (mean ± std over seeds)",
+        "table": "Scores per method and latent dimension (mean ± std over seeds, std with ddof=0)",
         "columns": ("method", "latent_dim", "seeds", "silhouette", "ARI", "NMI", "ACC"),
         "best": "Best latent dimension per method",
         "best_line": "{method}: latent_dim={dim}, mean {metric}={value:.4f}",
@@ -34,7 +34,7 @@ TEXT = {
         "test_none": "With {n} seed(s) per method at latent_dim={dim}, no test is possible: "
                      "run the sweep with several --seeds to test the difference.",
         "test_flat": "The {n} paired differences are all equal ({diff:+.4f}), so the t-test is undefined.",
-        "test_line": "Paired t-test across {n} seeds at latent_dim={dim}: t={t:.3f}, p={p:.4f}.",
+        "test_line": "Paired t-test across {n} seeds at latent_dim={dim}: t={t:.3f}, {p}.",
         "better": "The autoencoder beats PCA beyond the seed-to-seed spread (p < {alpha}).",
         "worse": "PCA beats the autoencoder beyond the seed-to-seed spread (p < {alpha}).",
         "same": "The difference is within the seed-to-seed spread (p ≥ {alpha}): neither method wins.",
@@ -60,7 +60,7 @@ TEXT = {
         "runs": "参与比较的运行数",
         "excluded": "被排除的运行",
         "versions": "软件版本",
-        "table": "各方法在各 latent dimension 上的得分（各 seed 的均值 ± 标准差）",
+        "table": "各方法在各 latent dimension 上的得分（各 seed 的均值 ± 标准差，标准差按 ddof=0 计算）",
         "columns": ("方法", "latent_dim", "seed 数", "silhouette", "ARI", "NMI", "ACC"),
         "best": "各方法的最佳 latent dimension",
         "best_line": "{method}：latent_dim={dim}，{metric} 均值={value:.4f}",
@@ -71,7 +71,7 @@ TEXT = {
         "test_none": "latent_dim={dim} 上每种方法只有 {n} 个 seed，无法进行检验："
                      "请用多个 --seeds 运行 sweep 来检验差异。",
         "test_flat": "{n} 个配对差值完全相同（{diff:+.4f}），t 检验无定义。",
-        "test_line": "latent_dim={dim} 上跨 {n} 个 seed 的配对 t 检验：t={t:.3f}，p={p:.4f}。",
+        "test_line": "latent_dim={dim} 上跨 {n} 个 seed 的配对 t 检验：t={t:.3f}，{p}。",
         "better": "autoencoder 优于 PCA，且差异超出 seed 间的波动（p < {alpha}）。",
         "worse": "PCA 优于 autoencoder，且差异超出 seed 间的波动（p < {alpha}）。",
         "same": "差异在 seed 间的波动范围之内（p ≥ {alpha}），两种方法没有明确的胜负。",
@@ -126,7 +126,8 @@ def conclusion(summary: dict, *, language: str = "en") -> list[str]:
     elif test["p_value"] is None:
         sentences.append(text["test_flat"].format(n=test["n"], diff=test["mean_difference"]))
     else:
-        sentences.append(text["test_line"].format(n=test["n"], dim=dim, t=test["statistic"], p=test["p_value"]))
+        p_text = "p < 0.0001" if test["p_value"] < 1e-4 else f"p={test['p_value']:.4f}"
+        sentences.append(text["test_line"].format(n=test["n"], dim=dim, t=test["statistic"], p=p_text))
         if test["p_value"] >= SIGNIFICANCE_LEVEL:
             sentences.append(text["same"].format(alpha=SIGNIFICANCE_LEVEL))
         elif test["mean_difference"] > 0:

@@ -102,7 +102,7 @@ def test_predict_folder_wrong_size(study, tmp_path):
             "--output", str(tmp_path / "out.parquet")]
     rejected = study["runner"].invoke(main, args)
     assert rejected.exit_code == 2
-    assert "shape (16, 16, 1) but the model expects (8, 8, 1)" in rejected.output
+    assert "input image '0.png' has shape (16, 16, 1) but the model expects (8, 8, 1)" in rejected.output
     resized = study["runner"].invoke(main, [*args, "--resize"])
     assert resized.exit_code == 0, resized.output
     table = pd.read_parquet(tmp_path / "out.parquet")
@@ -193,7 +193,7 @@ def test_second_compare_keeps_alias(study):
     before = client.get_model_version_by_alias("aeclust-digits-encoder", "best").version
     again = study["runner"].invoke(main, ["compare"])
     assert again.exit_code == 0, again.output
-    assert "does not beat version" in again.output
+    assert "already points at run" in again.output
     assert "registered models:/" not in again.output
     assert client.get_model_version_by_alias("aeclust-digits-encoder", "best").version == before
 
@@ -205,7 +205,7 @@ def test_worse_candidate_keeps_alias(study, caplog):
         "dataset": "digits", "metric": "ari", "sweep_run_id": "other",
         "setup": {"split": holder.tags["split"], "n_samples": holder.tags["n_samples"]},
         "best": {"ae": {
-            "latent_dim": 8, "ari": -0.5, "run_id": study["run"].info.run_id, "seed": "7",
+            "latent_dim": 8, "ari": -0.5, "run_id": "a-worse-run", "seed": "7",
             "run_metrics": {"ari": -0.5, "silhouette": 0.1},
             "model_uri": study["run"].data.tags[tracking.TAG_MODEL_URI],
             "clusterer_uri": study["run"].data.tags[tracking.TAG_CLUSTERER_URI],
@@ -213,7 +213,7 @@ def test_worse_candidate_keeps_alias(study, caplog):
     }
     with caplog.at_level(logging.INFO, logger="aeclust"):
         assert compare.register_best(summary) == {}
-    assert "does not beat version" in caplog.text
+    assert "is not lower than the new run's -0.500000" in caplog.text
     after = client.get_model_version_by_alias("aeclust-digits-encoder", "best")
     assert after.version == holder.version
 
@@ -221,3 +221,17 @@ def test_worse_candidate_keeps_alias(study, caplog):
     assert set(forced) == {"aeclust-digits-encoder", "aeclust-digits-clusterer"}
     moved = client.get_model_version_by_alias("aeclust-digits-encoder", "best")
     assert moved.version != holder.version
+
+
+def test_predict_float_npz_same_clusters(study, tmp_path):
+    with np.load(study["dir"] / "sample.npz") as archive:
+        images = archive["images"].astype(np.float32) / 255.0
+    np.savez(tmp_path / "float.npz", images=images)
+    output = tmp_path / "float.csv"
+    result = study["runner"].invoke(
+        main, ["predict", "--model-uri", MODEL, "--input", str(tmp_path / "float.npz"),
+               "--output", str(output)],
+    )
+    assert result.exit_code == 0, result.output
+    predicted = pd.read_csv(output)
+    assert np.array_equal(predicted["cluster"].to_numpy(), study["logged"]["cluster"].to_numpy())
