@@ -84,14 +84,38 @@ SEARCH_PAGE_SIZE = 1000
 
 
 def set_tracking_uri(tracking_uri: str | None) -> str:
-    """Point MLflow at ``tracking_uri`` when given, and return the URI in use.
+    """Point MLflow at ``tracking_uri`` when given, prepare the store, and return the URI in use.
 
     Without one, MLflow reads ``MLFLOW_TRACKING_URI`` or uses its default
     store (``sqlite:///mlflow.db`` in the working directory for MLflow 3.x).
     """
     if tracking_uri:
         mlflow.set_tracking_uri(tracking_uri)
-    return mlflow.get_tracking_uri()
+    uri = mlflow.get_tracking_uri()
+    _prepare_sqlite_store(uri)
+    return uri
+
+
+def _prepare_sqlite_store(uri: str) -> None:
+    """Create or upgrade a SQLite store under a file lock.
+
+    MLflow creates its tables on first use. Two processes that open a new
+    SQLite store at the same moment both run that migration, and one fails
+    with "duplicate column name". A lock file beside the database lets one
+    process at a time do it.
+    """
+    if not uri.startswith("sqlite:///"):
+        return
+    import fcntl
+
+    database = Path(uri[len("sqlite:///"):])
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{database}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def get_or_create_experiment(name: str) -> str:

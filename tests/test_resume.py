@@ -104,3 +104,28 @@ def test_sigterm_marks_run_killed(tracking_uri):
     assert run.data.tags[tracking.TAG_FAILURE] == "Interrupted: SIGTERM"
     sweeps = client.search_runs([running[0].info.experiment_id], f"tags.`{tracking.TAG_ROLE}` = 'sweep'")
     assert sweeps[0].info.status == "KILLED"
+
+
+def test_concurrent_sweeps_on_new_sqlite_store(tracking_uri):
+    import os
+    import sys
+
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "aeclust.cli", "sweep", "--methods", "pca", "--latent-dims", "8,16",
+             "--seeds", str(seed), "--sample-size", "300", "--no-tsne", "--quiet"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for seed in (1, 2)
+    ]
+    for process in processes:
+        _, stderr = process.communicate(timeout=300)
+        assert process.returncode == 0, stderr[-2000:]
+
+    client = MlflowClient()
+    experiment_id = client.get_experiment_by_name("aeclust-digits").experiment_id
+    runs = client.search_runs([experiment_id])
+    names = sorted(run.data.tags["mlflow.runName"] for run in runs)
+    assert names == ["pca-d16-s1", "pca-d16-s2", "pca-d8-s1", "pca-d8-s2", "sweep-digits", "sweep-digits"]
+    assert all(run.info.status == "FINISHED" for run in runs)
