@@ -295,12 +295,16 @@ def train(dataset, split, data_dir, sample_size, seed, experiment, tracking_uri,
                    + "; from this default list, dims PCA cannot give on small images are skipped]")
 @click.option("--seeds", type=IntList(), default=None,
               help="Comma-separated seeds, one run per seed and configuration.  [default: --seed]")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Worker processes that run configurations at once; the CPU threads are "
+                   "split between them.")
 @click.option("--resume/--no-resume", default=True, show_default=True,
               help="Reuse configurations that already have a FINISHED run in the experiment "
                    "and run only the missing or failed ones.")
 @handle_errors
 def sweep(dataset, split, data_dir, sample_size, seed, experiment, tracking_uri, quiet, debug,
-          epochs, batch_size, n_clusters, tsne, tsne_samples, methods, latent_dims, seeds, resume):
+          epochs, batch_size, n_clusters, tsne, tsne_samples, methods, latent_dims, seeds, jobs,
+          resume):
     """Run every (method, latent_dim, seed) as a run nested under one sweep run."""
     from aeclust import sweep as sweep_module
     from aeclust import tracking
@@ -318,7 +322,7 @@ def sweep(dataset, split, data_dir, sample_size, seed, experiment, tracking_uri,
     )
     tracking.set_tracking_uri(tracking_uri)
     result = sweep_module.run_sweep(
-        config, experiment=experiment or default_experiment(dataset), resume=resume
+        config, experiment=experiment or default_experiment(dataset), resume=resume, jobs=jobs
     )
     click.echo(
         f"sweep_run_id={result.sweep_run_id} runs={len(result.results)} reused={len(result.reused)}"

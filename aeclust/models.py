@@ -54,6 +54,17 @@ class FittedFeatures:
     fit_seconds: float = 0.0
 
 
+def limit_threads(threads: int) -> None:
+    """Limit TensorFlow to ``threads`` threads per operation and between operations.
+
+    Call it before TensorFlow runs anything in the process.
+    """
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
 def max_latent_dim(method: str, *, n_samples: int, n_features: int) -> int | None:
     """Return the largest latent_dim ``method`` can give, or None when unbounded."""
     if method == "pca":

@@ -9,7 +9,7 @@ import socket
 import time
 from dataclasses import dataclass
 
-from aeclust import pipeline, progress, tracking
+from aeclust import models, pipeline, progress, tracking
 from aeclust.config import ConfigError, RunConfig, SweepConfig
 
 logger = logging.getLogger(__name__)
@@ -88,11 +88,24 @@ def process_is_gone(process_tag: str | None) -> bool:
     return False
 
 
+def fail_orphaned_runs(experiment_id: str) -> int:
+    """Mark FAILED every RUNNING run of the experiment whose process on this host has ended.
+
+    Returns the number of runs marked.
+    """
+    marked = 0
+    for run in tracking.search_runs(experiment_id, "attributes.status = 'RUNNING'"):
+        process = run["tags"].get(tracking.TAG_PROCESS)
+        if process_is_gone(process):
+            reason = f"process {process} ended while the run was RUNNING"
+            logger.warning("Marking run %s FAILED: %s.", run["run_id"], reason)
+            tracking.mark_failed(run["run_id"], reason)
+            marked += 1
+    return marked
+
+
 def split_done(planned: list[RunConfig], experiment_id: str) -> tuple[list[RunConfig], dict]:
     """Separate configurations that already have a FINISHED run from those still to run.
-
-    RUNNING runs whose process on this host no longer exists are marked
-    FAILED first, so they are run again.
 
     Returns
     -------
@@ -106,12 +119,6 @@ def split_done(planned: list[RunConfig], experiment_id: str) -> tuple[list[RunCo
     to_run, reused = [], {}
     for config_hash, config in hashes.items():
         runs = existing.get(config_hash, [])
-        for run in runs:
-            if run["status"] == "RUNNING" and process_is_gone(run["tags"].get(tracking.TAG_PROCESS)):
-                reason = f"process {run['tags'][tracking.TAG_PROCESS]} ended while the run was RUNNING"
-                logger.warning("Marking run %s FAILED: %s.", run["run_id"], reason)
-                tracking.mark_failed(run["run_id"], reason)
-                run["status"] = "FAILED"
         finished = sorted(
             (run for run in runs if run["status"] == "FINISHED"), key=lambda run: run["start_time"]
         )
@@ -122,7 +129,75 @@ def split_done(planned: list[RunConfig], experiment_id: str) -> tuple[list[RunCo
     return to_run, reused
 
 
-def run_sweep(sweep: SweepConfig, *, experiment: str, resume: bool = True) -> SweepResult:
+def _init_worker(tracking_uri: str, threads: int) -> None:
+    """Set up a worker process: its tracking store, its share of CPU threads, its signals."""
+    import signal
+
+    from threadpoolctl import threadpool_limits
+
+    from aeclust.config import Interrupted
+
+    tracking.set_tracking_uri(tracking_uri)
+    # Kept for the life of the worker: BLAS and OpenMP pools use at most this many threads.
+    _WORKER_STATE["blas_limits"] = threadpool_limits(limits=threads)
+    models.limit_threads(threads)
+
+    def interrupt(signum, frame):
+        raise Interrupted(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+_WORKER_STATE: dict = {}
+
+
+def _run_in_worker(task):
+    """Run one configuration in a worker; return (name, result or None, error text or None)."""
+    config, image_set, experiment_id, parent_run_id = task
+    name = pipeline.run_name(config)
+    try:
+        result = pipeline.execute_run(
+            config, image_set, experiment_id=experiment_id, parent_run_id=parent_run_id
+        )
+    except Exception as exc:
+        logger.exception("Run %s failed; the sweep goes on.", name)
+        return name, None, f"{type(exc).__name__}: {exc}"
+    return name, result, None
+
+
+def _run_configs(planned, samples, *, experiment_id, sweep_run_id, jobs):
+    """Yield (name, result or None) for each configuration, in 1 or ``jobs`` processes."""
+    if jobs <= 1:
+        for config in planned:
+            name, result, _ = _run_in_worker((config, samples[config.seed], experiment_id, sweep_run_id))
+            yield name, result
+        return
+
+    import multiprocessing
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    logger.info("Running %d configurations in %d processes of %d thread(s) each.", len(planned), jobs, threads)
+    tasks = [(config, samples[config.seed], experiment_id, sweep_run_id) for config in planned]
+    context = multiprocessing.get_context("spawn")
+    pool = context.Pool(
+        processes=jobs, initializer=_init_worker,
+        initargs=(tracking.current_tracking_uri(), threads), maxtasksperchild=None,
+    )
+    try:
+        for name, result, _ in pool.imap_unordered(_run_in_worker, tasks):
+            yield name, result
+        pool.close()
+    except BaseException:
+        # Workers stop now; their open runs end KILLED, or FAILED on the next resume.
+        pool.terminate()
+        raise
+    finally:
+        pool.join()
+
+
+def run_sweep(
+    sweep: SweepConfig, *, experiment: str, resume: bool = True, jobs: int = 1
+) -> SweepResult:
     """Train and score every configuration of ``sweep`` as a nested MLflow run.
 
     The data set is loaded once and sampled once per seed. A run that fails
@@ -130,6 +205,9 @@ def run_sweep(sweep: SweepConfig, *, experiment: str, resume: bool = True) -> Sw
     that already has a FINISHED run in the experiment (same config hash) is
     not run again: that run is tagged as reused by the new sweep, and compare
     reads it as one of the sweep's runs.
+
+    With ``jobs`` above 1, configurations run in that many worker processes,
+    each limited to its share of the CPU threads.
 
     Raises
     ------
@@ -147,6 +225,8 @@ def run_sweep(sweep: SweepConfig, *, experiment: str, resume: bool = True) -> Sw
     planned = plan_runs(sweep, samples)
     experiment_id = tracking.get_or_create_experiment(experiment)
     reused = {}
+    # Runs left RUNNING by a killed process would otherwise stay RUNNING forever.
+    fail_orphaned_runs(experiment_id)
     if resume:
         planned, reused = split_done(planned, experiment_id)
         if reused:
@@ -180,15 +260,11 @@ def run_sweep(sweep: SweepConfig, *, experiment: str, resume: bool = True) -> Sw
 
         start = time.perf_counter()
         runs_progress = progress.Progress(len(planned), "sweep runs")
-        for config in planned:
-            name = pipeline.run_name(config)
-            try:
-                result = pipeline.execute_run(
-                    config, samples[config.seed],
-                    experiment_id=experiment_id, parent_run_id=sweep_run_id,
-                )
-            except Exception:
-                logger.exception("Run %s failed; the sweep goes on.", name)
+        outcomes = _run_configs(
+            planned, samples, experiment_id=experiment_id, sweep_run_id=sweep_run_id, jobs=jobs
+        )
+        for name, result in outcomes:
+            if result is None:
                 failed.append(name)
                 runs_progress.update(f"{name} FAILED")
                 continue

@@ -96,6 +96,11 @@ def set_tracking_uri(tracking_uri: str | None) -> str:
     return uri
 
 
+def current_tracking_uri() -> str:
+    """Return the tracking URI in use."""
+    return mlflow.get_tracking_uri()
+
+
 def _prepare_sqlite_store(uri: str) -> None:
     """Create or upgrade a SQLite store under a file lock.
 

@@ -129,3 +129,59 @@ def test_concurrent_sweeps_on_new_sqlite_store(tracking_uri):
     names = sorted(run.data.tags["mlflow.runName"] for run in runs)
     assert names == ["pca-d16-s1", "pca-d16-s2", "pca-d8-s1", "pca-d8-s2", "sweep-digits", "sweep-digits"]
     assert all(run.info.status == "FINISHED" for run in runs)
+
+
+def _sweep_command(*extra):
+    import sys
+
+    return [sys.executable, "-m", "aeclust.cli", "sweep", "--methods", "ae,pca", "--latent-dims", "8,16",
+            "--epochs", "2", "--sample-size", "400", "--no-tsne", "--quiet", *extra]
+
+
+def test_jobs_two_records_same_pca_scores(tracking_uri):
+    runner = CliRunner()
+    parallel = runner.invoke(main, ["sweep", "--methods", "pca", "--latent-dims", "8,16", "--sample-size",
+                                    "300", "--no-tsne", "--jobs", "2", "--experiment", "parallel"])
+    assert parallel.exit_code == 0, parallel.output
+    serial = runner.invoke(main, ["sweep", "--methods", "pca", "--latent-dims", "8,16", "--sample-size",
+                                  "300", "--no-tsne", "--experiment", "serial"])
+    assert serial.exit_code == 0, serial.output
+
+    client = MlflowClient()
+
+    def scores(experiment):
+        experiment_id = client.get_experiment_by_name(experiment).experiment_id
+        runs = client.search_runs([experiment_id], f"tags.`{tracking.TAG_ROLE}` = 'run'")
+        return {run.data.tags["mlflow.runName"]: run.data.metrics["ari"] for run in runs}
+
+    assert scores("parallel") == scores("serial")
+    assert len(scores("parallel")) == 2
+
+
+def test_kill_9_then_resume_leaves_one_run_each(tracking_uri):
+    import os
+    import random
+    import signal
+    import time
+
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
+    rng = random.Random(0)
+    for _ in range(3):
+        process = subprocess.Popen(_sweep_command("--jobs", "2"), env=env, start_new_session=True,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(3.0, 12.0))
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=60)
+
+    final = subprocess.run(_sweep_command("--jobs", "2"), env=env, capture_output=True, text=True,
+                           timeout=600)
+    assert final.returncode == 0, final.stderr[-2000:]
+
+    client = MlflowClient()
+    experiment_id = client.get_experiment_by_name("aeclust-digits").experiment_id
+    runs = client.search_runs([experiment_id])
+    assert not [run for run in runs if run.info.status == "RUNNING"]
+    finished = [run.data.tags["mlflow.runName"] for run in runs
+                if run.info.status == "FINISHED" and run.data.tags.get(tracking.TAG_ROLE) == "run"]
+    assert sorted(finished) == ["ae-d16-s42", "ae-d8-s42", "pca-d16-s42", "pca-d8-s42"]
