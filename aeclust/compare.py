@@ -79,6 +79,17 @@ def valid_runs(runs: list[dict], metric: str) -> tuple[list[dict], dict]:
     return kept, excluded
 
 
+def latest_per_configuration(runs: list[dict]) -> list[dict]:
+    """Keep the latest run of each (method, latent_dim, seed), so duplicates count once."""
+    latest: dict[tuple, dict] = {}
+    for run in runs:
+        params = run["params"]
+        key = (params["method"], params["latent_dim"], params["seed"])
+        if key not in latest or run["start_time"] > latest[key]["start_time"]:
+            latest[key] = run
+    return list(latest.values())
+
+
 def summarise_table(runs: list[dict]) -> list[dict]:
     """Average each score over seeds, one row per (method, latent_dim).
 
@@ -314,6 +325,10 @@ def run_compare(config: CompareConfig) -> CompareResult:
     runs = tracking.child_runs(experiment_id, sweep["run_id"])
     metric = choose_metric(runs, config.metric)
     kept, excluded = valid_runs(runs, metric)
+    n_valid = len(kept)
+    kept = latest_per_configuration(kept)
+    if len(kept) < n_valid:
+        excluded["older duplicate of a configuration"] = n_valid - len(kept)
     if excluded:
         logger.warning(
             "Excluded %d of %d runs: %s.", sum(excluded.values()), len(runs),

@@ -18,6 +18,7 @@ def _record(method, dim, seed, ari, silhouette=0.1, status="FINISHED"):
         "params": {"method": method, "latent_dim": str(dim), "seed": str(seed)},
         "metrics": {"ari": ari, "silhouette": silhouette, "nmi": ari, "acc": ari},
         "tags": {},
+        "start_time": 0,
     }
 
 
@@ -47,6 +48,17 @@ def test_invalid_runs_excluded_with_reasons():
     kept, excluded = compare.valid_runs(runs, "ari")
     assert [run["run_id"] for run in kept] == ["ae-16-1"]
     assert excluded == {"ari missing or not finite": 1, "status FAILED": 1}
+
+
+def test_duplicates_keep_latest():
+    older = _record("ae", 16, 1, 0.9)
+    older["start_time"] = 1
+    newer = _record("ae", 16, 1, 0.2)
+    newer["start_time"] = 2
+    other = _record("ae", 16, 2, 0.3)
+    other["start_time"] = 0
+    kept = compare.latest_per_configuration([older, newer, other])
+    assert sorted(run["metrics"]["ari"] for run in kept) == [0.2, 0.3]
 
 
 def test_metric_falls_back_to_silhouette():
