@@ -460,21 +460,19 @@ def load_pyfunc(model_uri: str):
     """Load an MLflow model as pyfunc; raise :class:`ModelLoadError` naming the URI when it fails."""
     import mlflow.pyfunc
 
-    try:
-        return mlflow.pyfunc.load_model(model_uri)
-    except (mlflow.exceptions.MlflowException, OSError) as exc:
-        raise ModelLoadError(
-            f"model_uri={model_uri!r} could not be loaded ({str(exc)[:200]}): check the name, "
-            "version or alias and the --tracking-uri."
-        ) from exc
+    return _load_model(mlflow.pyfunc.load_model, model_uri)
 
 
 def load_keras_model(model_uri: str):
     """Load a logged Keras model; raise :class:`ModelLoadError` naming the URI when it fails."""
     import mlflow.keras
 
+    return _load_model(mlflow.keras.load_model, model_uri)
+
+
+def _load_model(loader, model_uri: str):
     try:
-        return mlflow.keras.load_model(model_uri)
+        return loader(model_uri)
     except (mlflow.exceptions.MlflowException, OSError) as exc:
         raise ModelLoadError(
             f"model_uri={model_uri!r} could not be loaded ({str(exc)[:200]}): check the name, "

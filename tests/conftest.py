@@ -1,5 +1,6 @@
 """Shared fixtures: a temporary MLflow store and small image sources on disk."""
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -10,6 +11,22 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@contextlib.contextmanager
+def module_store(workdir):
+    """Point MLflow at a SQLite store in ``workdir`` and work from there, for a module fixture."""
+    import mlflow
+
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        patch.chdir(workdir)
+        mlflow.set_tracking_uri(uri)
+        try:
+            yield uri
+        finally:
+            mlflow.set_tracking_uri(None)
 
 
 @pytest.fixture
@@ -39,3 +56,30 @@ def image_folder(tmp_path):
             pixels[label * 2:label * 2 + 3, :] = 250
             Image.fromarray(pixels).save(root / name / f"{index:03d}.png")
     return root
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that is free now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_http(url: str, server, *, timeout: float) -> None:
+    """Poll ``url`` until it answers 200, failing when ``server`` exits or ``timeout`` seconds pass."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        assert server.poll() is None, f"the server for {url} exited"
+        assert time.monotonic() < deadline, f"{url} did not answer within {timeout:.0f} s"
+        time.sleep(1)

@@ -3,7 +3,6 @@
 import json
 import math
 
-import mlflow
 import pytest
 from mlflow import MlflowClient
 

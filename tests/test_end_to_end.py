@@ -14,7 +14,7 @@ from mlflow import MlflowClient
 
 from aeclust import tracking
 from aeclust.cli import main
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, free_port, module_store, wait_for_http
 
 pytestmark = pytest.mark.slow
 
@@ -32,16 +32,11 @@ def _runs_of(client, experiment_id, sweep_id):
 def digits_study(tmp_path_factory):
     """Run one small sweep and its compare on digits into a module-wide SQLite store."""
     workdir = tmp_path_factory.mktemp("study")
-    uri = f"sqlite:///{workdir / 'mlflow.db'}"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", uri)
-        patch.chdir(workdir)
-        mlflow.set_tracking_uri(uri)
+    with module_store(workdir) as uri:
         runner = CliRunner()
         swept = runner.invoke(main, ["sweep", *SWEEP_ARGS])
         compared = runner.invoke(main, ["compare", "--output-dir", str(workdir / "out")])
         yield {"uri": uri, "dir": workdir, "swept": swept, "compared": compared}
-    mlflow.set_tracking_uri(None)
 
 
 def test_sweep_then_compare(digits_study):
@@ -124,19 +119,8 @@ def test_report_images_load_in_browser(digits_study):
     assert "Conclusion" in headings
 
 
-def _free_port():
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_mlflow_ui_shows_runs_and_report(digits_study, tmp_path):
     """Open the experiment and the compare run's report in the MLflow UI on 127.0.0.1."""
-    import time
-    import urllib.request
-
     from playwright.sync_api import sync_playwright
 
     from tests.browser import chromium_path, open_browser
@@ -146,7 +130,7 @@ def test_mlflow_ui_shows_runs_and_report(digits_study, tmp_path):
     client = MlflowClient(tracking_uri=tracking_uri)
     experiment_id = client.get_experiment_by_name("aeclust-digits").experiment_id
     compare_run_id = digits_study["compared"].output.split("compare_run_id=")[1].split()[0]
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     screenshots = os.environ.get("AECLUST_SCREENSHOT_DIR", str(tmp_path))
     server = subprocess.Popen(
@@ -155,17 +139,7 @@ def test_mlflow_ui_shows_runs_and_report(digits_study, tmp_path):
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "mlflow ui did not answer within 120 s"
-            assert server.poll() is None, "mlflow ui exited"
-            time.sleep(1)
+        wait_for_http(f"{base}/health", server, timeout=120)
 
         with sync_playwright() as playwright:
             browser = open_browser(playwright)

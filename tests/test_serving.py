@@ -6,7 +6,6 @@ import logging
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 
 import mlflow
@@ -18,6 +17,7 @@ from mlflow import MlflowClient
 
 from aeclust import compare, data, tracking
 from aeclust.cli import main
+from tests.conftest import free_port, module_store, wait_for_http
 
 pytestmark = pytest.mark.slow
 
@@ -28,11 +28,7 @@ SAMPLE = 300
 def study(tmp_path_factory):
     """Sweep the autoencoder on a digits sample, compare and register, in a module-wide store."""
     workdir = tmp_path_factory.mktemp("serving")
-    uri = f"sqlite:///{workdir / 'mlflow.db'}"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", uri)
-        patch.chdir(workdir)
-        mlflow.set_tracking_uri(uri)
+    with module_store(workdir) as uri:
         runner = CliRunner()
         swept = runner.invoke(main, ["sweep", "--methods", "ae", "--latent-dims", "8",
                                      "--epochs", "3", "--sample-size", str(SAMPLE), "--no-tsne"])
@@ -49,7 +45,6 @@ def study(tmp_path_factory):
             mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/cluster_assignments.csv")
         ))
         yield {"dir": workdir, "uri": uri, "run": run, "logged": logged, "runner": runner}
-    mlflow.set_tracking_uri(None)
 
 
 MODEL = "models:/aeclust-digits-clusterer@best"
@@ -125,11 +120,7 @@ def test_clusterer_loads_in_fresh_process(study):
 
 
 def test_rest_server_matches_predict(study):
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "MLFLOW_TRACKING_URI": study["uri"]}
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "models", "serve", "-m", MODEL, "--env-manager", "local",
@@ -137,17 +128,7 @@ def test_rest_server_matches_predict(study):
         env=env, cwd=study["dir"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as reply:
-                    if reply.status == 200:
-                        break
-            except OSError:
-                pass
-            assert server.poll() is None, "mlflow models serve exited"
-            assert time.monotonic() < deadline, "mlflow models serve did not answer within 180 s"
-            time.sleep(1)
+        wait_for_http(f"http://127.0.0.1:{port}/ping", server, timeout=180)
 
         with np.load(study["dir"] / "sample.npz") as archive:
             images = archive["images"][:20]
