@@ -61,14 +61,14 @@ class OptionalInt(click.ParamType):
 
 
 class IntList(click.ParamType):
-    """Comma-separated integers such as ``16,32,64``; empty means 'not given'."""
+    """Comma-separated integers such as ``16,32,64``; the word ``default`` means 'not given'."""
 
     name = "list"
 
     def convert(self, value, param, ctx):
         if value is None or isinstance(value, tuple):
             return value
-        if str(value).strip() == "":
+        if str(value).strip() == "default":
             return None
         try:
             return tuple(int(part) for part in str(value).split(","))
@@ -280,6 +280,7 @@ def train(dataset, split, data_dir, sample_size, seed, experiment, tracking_uri,
     )
     click.echo(f"run_id={result.run_id} " + " ".join(
         f"{key}={result.metrics[key]:.4f}" for key in ("ari", "nmi", "acc", "silhouette")
+        if key in result.metrics
     ))
 
 

@@ -7,6 +7,8 @@ import warnings
 import numpy as np
 from sklearn.cluster import KMeans
 
+from aeclust.config import ConfigError
+
 from aeclust.metrics import contingency
 
 
@@ -26,9 +28,17 @@ def kmeans(X: np.ndarray, *, n_clusters: int, n_init: int, random_state: int):
         If there are fewer rows than clusters.
     """
     if len(X) < n_clusters:
-        raise ValueError(
+        raise ConfigError(
             f"n_clusters={n_clusters} is larger than the {len(X)} samples: "
             "use a larger --sample-size or a smaller --n-clusters."
+        )
+    # Rows equal up to float round-off (1e-6 of the largest value) count as one.
+    scale = float(np.max(np.abs(X))) or 1.0
+    n_distinct = len(np.unique(np.round(X / scale, 6), axis=0))
+    if n_distinct < n_clusters:
+        raise ConfigError(
+            f"n_clusters={n_clusters} is larger than the {n_distinct} distinct feature vectors, so "
+            "K-means would return duplicate centres: use a smaller --n-clusters or more varied images."
         )
     model = KMeans(n_clusters=n_clusters, n_init=n_init, random_state=random_state)
     labels_pred = model.fit_predict(X)

@@ -287,9 +287,13 @@ def load_folder(path: Path) -> ImageSet:
     """
     from PIL import Image
 
-    class_dirs = sorted(child for child in path.iterdir() if child.is_dir())
+    root = path.resolve()
+    class_dirs = sorted(child for child in path.iterdir() if child.is_dir() and _inside(child, root))
     files_per_class = [
-        sorted(f for f in class_dir.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        sorted(
+            f for f in class_dir.iterdir()
+            if f.suffix.lower() in IMAGE_SUFFIXES and _inside(f, root)
+        )
         for class_dir in class_dirs
     ]
     if not any(files_per_class):
@@ -388,6 +392,14 @@ def draw_sample(image_set: ImageSet, *, sample_size: int, random_state: int) -> 
 def to_features(images: np.ndarray) -> np.ndarray:
     """Flatten uint8 images to float32 rows in [0, 1], shape (n_samples, n_pixels)."""
     return images.reshape(len(images), -1).astype(np.float32) / 255.0
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """Tell whether ``path`` resolves inside ``root``; a link that leads out is skipped with a warning."""
+    if path.resolve().is_relative_to(root):
+        return True
+    logger.warning("Skipping %s: it links outside the data folder %s.", path, root)
+    return False
 
 
 def _with_channel_axis(images: np.ndarray) -> np.ndarray:

@@ -196,6 +196,11 @@ def fit_autoencoder(
     import keras
     import tensorflow as tf
 
+    if X.size and (np.nanmax(X) > 1.0 or np.nanmin(X) < 0.0):
+        raise ValueError(
+            f"X has values in [{np.nanmin(X):g}, {np.nanmax(X):g}] but the autoencoder needs pixels "
+            "in [0, 1] (its output is a sigmoid): scale uint8 images with aeclust.data.to_features."
+        )
     tf.random.set_seed(random_state)
     rng = np.random.default_rng(random_state)
     order = rng.permutation(len(X))

@@ -134,8 +134,8 @@ def execute_run(
         logger.info("Run %s (%s) started.", run_name(config), run_id)
         scores = _fit_and_score(config, image_set, init_encoder)
     logger.info(
-        "Run %s finished: ari=%.4f silhouette=%.4f.",
-        run_name(config), scores[tracking.METRIC_ARI], scores[tracking.METRIC_SILHOUETTE],
+        "Run %s finished: ari=%.4f silhouette=%s.", run_name(config), scores[tracking.METRIC_ARI],
+        f"{scores[tracking.METRIC_SILHOUETTE]:.4f}" if tracking.METRIC_SILHOUETTE in scores else "missing",
     )
     return RunResult(run_id=run_id, config=config, metrics=scores)
 
@@ -172,7 +172,12 @@ def _fit_and_score(config: RunConfig, image_set: data.ImageSet, init_encoder=Non
     )
     silhouette, _ = metrics.silhouette(fitted.features, labels_pred, random_state=config.seed)
     scores = metrics.external_scores(image_set.labels, labels_pred)
-    scores[tracking.METRIC_SILHOUETTE] = silhouette
+    if np.isfinite(silhouette):
+        scores[tracking.METRIC_SILHOUETTE] = silhouette
+    else:
+        # An undefined score is left out, not logged as NaN, so compare can say why it is missing.
+        n_found = len(np.unique(labels_pred))
+        tracking.set_tags({tracking.TAG_SILHOUETTE_MISSING: f"undefined for {n_found} cluster(s)"})
     scores[tracking.METRIC_FIT_SECONDS] = fitted.fit_seconds
     scores[tracking.METRIC_N_SAMPLES] = len(X)
     scores[tracking.METRIC_LATENT_DIM] = config.latent_dim

@@ -49,6 +49,7 @@ TAG_CONFIG_HASH = "aeclust.config_hash"
 TAG_MODEL_URI = "aeclust.model_uri"
 TAG_CLUSTERER_URI = "aeclust.clusterer_uri"
 TAG_INIT_ENCODER = "aeclust.init_encoder_version"
+TAG_SILHOUETTE_MISSING = "aeclust.silhouette_missing"
 TAG_PROCESS = "aeclust.process"
 """``host:pid`` of the process that runs a run, to find runs whose process died."""
 TAG_REUSED_BY = "aeclust.reused_by."
@@ -217,9 +218,25 @@ def active_run(experiment_id: str, *, run_name: str, tags: dict, parent_run_id: 
             mlflow.start_run(run_id=outer.info.run_id)
 
 
+MAX_PARAM_LENGTH = 6000
+"""Longest param value MLflow 3 stores; longer values go to an artifact."""
+
+
 def log_params(params: dict) -> None:
-    """Log run parameters; None values are logged as the string ``None``."""
-    mlflow.log_params({key: str(value) for key, value in params.items()})
+    """Log run parameters; None values are logged as the string ``None``.
+
+    A value longer than ``MAX_PARAM_LENGTH`` is saved whole as the artifact
+    ``params/<name>.txt`` and the param records a marker that names it.
+    """
+    values = {}
+    for key, value in params.items():
+        text = str(value)
+        if len(text) > MAX_PARAM_LENGTH:
+            artifact = f"params/{key}.txt"
+            mlflow.log_text(text, artifact)
+            text = f"<{len(text)} characters, in the artifact {artifact}>"
+        values[key] = text
+    mlflow.log_params(values)
 
 
 def log_metrics(metrics: dict) -> None:

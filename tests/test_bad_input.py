@@ -1,0 +1,141 @@
+"""Bad and degenerate input: one-line errors or correct results, and no run left RUNNING."""
+
+import mlflow
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from mlflow import MlflowClient
+from PIL import Image
+
+from aeclust import data, models, plots, tracking
+from aeclust.cli import main
+from aeclust.config import DataConfig
+
+
+def _invoke(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+def _one_line_error(result, exit_code, *fragments):
+    assert result.exit_code == exit_code, result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1, result.output
+    for fragment in fragments:
+        assert fragment in errors[0]
+
+
+def _statuses():
+    client = MlflowClient()
+    experiments = client.search_experiments()
+    if not experiments:
+        return []
+    return [run.info.status for run in client.search_runs([e.experiment_id for e in experiments])]
+
+
+def test_pickle_only_npz_not_unpickled(tracking_uri, tmp_path):
+    path = tmp_path / "objects.npz"
+    np.savez(path, images=np.array([object(), object()], dtype=object), labels=np.array([0, 1]))
+    _one_line_error(_invoke("train", "--dataset", str(path)), 2, "could not be read as .npz")
+    assert _statuses() == []
+
+
+def test_mixed_image_sizes_rejected(tracking_uri, image_folder):
+    Image.fromarray(np.zeros((9, 9), dtype=np.uint8)).save(image_folder / "cross" / "big.png")
+    _one_line_error(_invoke("sweep", "--dataset", str(image_folder)), 2, "mixes image shapes")
+
+
+def test_column_labels_flattened(tmp_path):
+    path = tmp_path / "column.npz"
+    np.savez(path, images=np.zeros((4, 2, 2), dtype=np.uint8), labels=np.array([[0], [1], [0], [1]]))
+    assert data.load_npz(path).labels.shape == (4,)
+
+
+@pytest.mark.parametrize("value", ["1.5", "ten"])
+def test_non_integer_latent_dim(tracking_uri, value):
+    result = _invoke("train", "--latent-dim", value)
+    assert result.exit_code == 2
+    assert "--latent-dim" in result.output
+
+
+def test_empty_dims_list_rejected(tracking_uri):
+    result = _invoke("sweep", "--latent-dims", "")
+    assert result.exit_code == 2
+    assert "is not a comma-separated list of integers" in result.output
+
+
+def test_more_clusters_than_distinct_features(tracking_uri, tmp_path):
+    path = tmp_path / "twins.npz"
+    images = np.zeros((20, 4, 4), dtype=np.uint8)
+    images[10:] = 255
+    np.savez(path, images=images, labels=np.repeat([0, 1], 10))
+    result = _invoke("train", "--dataset", str(path), "--method", "pca", "--latent-dim", "2",
+                     "--n-clusters", "5", "--no-tsne")
+    _one_line_error(result, 2, "n_clusters=5 is larger than the 2 distinct feature vectors")
+    assert "RUNNING" not in _statuses()
+    assert _statuses() == ["FAILED"]
+
+
+def test_unscaled_pixels_rejected():
+    with pytest.raises(ValueError, match=r"values in \[0, 255\] but the autoencoder needs pixels in \[0, 1\]"):
+        models.fit_autoencoder(np.array([[0.0, 255.0]] * 10, dtype=np.float32), latent_dim=1,
+                               epochs=1, batch_size=4, random_state=0)
+
+
+def test_long_param_goes_to_artifact(tracking_uri):
+    client = MlflowClient()
+    experiment_id = client.create_experiment("long")
+    with tracking.active_run(experiment_id, run_name="long", tags={}) as run_id:
+        tracking.log_params({"dataset": "x" * 7000, "seed": 1})
+    run = client.get_run(run_id)
+    assert run.data.params["dataset"] == "<7000 characters, in the artifact params/dataset.txt>"
+    assert run.data.params["seed"] == "1"
+    assert mlflow.artifacts.load_text(f"runs:/{run_id}/params/dataset.txt") == "x" * 7000
+
+
+def test_unicode_paths_and_experiment(tracking_uri, image_folder, tmp_path):
+    renamed = image_folder.rename(tmp_path / "图像-ä")
+    result = _invoke("sweep", "--dataset", str(renamed), "--methods", "pca", "--latent-dims", "4",
+                     "--experiment", "实验-ä", "--no-tsne")
+    assert result.exit_code == 0, result.output
+    experiment = MlflowClient().get_experiment_by_name("实验-ä")
+    runs = MlflowClient().search_runs([experiment.experiment_id], "tags.`aeclust.role` = 'run'")
+    assert runs[0].data.params["dataset"] == str(renamed)
+
+
+def test_plot_failure_keeps_run(tracking_uri, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no display")
+
+    monkeypatch.setattr(plots, "confusion_figure", broken)
+    result = _invoke("train", "--method", "pca", "--latent-dim", "8", "--sample-size", "200",
+                     "--no-tsne")
+    assert result.exit_code == 0, result.output
+    assert "Drawing confusion_matrix.png failed" in result.output
+    run = MlflowClient().search_runs([MlflowClient().get_experiment_by_name("aeclust-digits").experiment_id])[0]
+    assert run.info.status == "FINISHED"
+    assert "ari" in run.data.metrics
+    artifacts = {item.path for item in MlflowClient().list_artifacts(run.info.run_id)}
+    assert "confusion_matrix.png" not in artifacts
+    assert "cluster_gallery.png" in artifacts
+    assert run.data.tags[tracking.TAG_MODEL_URI]
+
+
+def test_symlink_out_of_folder_skipped(image_folder, tmp_path):
+    outside = tmp_path / "outside.png"
+    Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(outside)
+    (image_folder / "cross" / "link.png").symlink_to(outside)
+    loaded = data.load_dataset(DataConfig(dataset=str(image_folder)))
+    assert len(loaded) == 18
+
+
+def test_silhouette_missing_logged_as_tag(tracking_uri, monkeypatch):
+    from aeclust import metrics
+
+    monkeypatch.setattr(metrics, "silhouette", lambda X, labels, random_state: (float("nan"), "exact"))
+    result = _invoke("train", "--method", "pca", "--latent-dim", "8", "--sample-size", "200", "--no-tsne")
+    assert result.exit_code == 0, result.output
+    run = MlflowClient().search_runs([MlflowClient().get_experiment_by_name("aeclust-digits").experiment_id])[0]
+    assert "silhouette" not in run.data.metrics
+    assert run.data.tags[tracking.TAG_SILHOUETTE_MISSING].startswith("undefined for")
+    assert "ari" in run.data.metrics
