@@ -25,6 +25,6 @@ $sudo_cmd pg_ctlcluster "$version" "$name" start 2> /dev/null || true
 run_psql() { $sudo_cmd su postgres -c "psql -p $port -v ON_ERROR_STOP=1 -q -c \"$1\"" > /dev/null; }
 run_psql "DROP DATABASE IF EXISTS aeclust_test"
 run_psql "DROP ROLE IF EXISTS aeclust_test"
-run_psql "CREATE ROLE aeclust_test LOGIN PASSWORD 'aeclust_test'"
+run_psql "CREATE ROLE aeclust_test LOGIN CREATEDB PASSWORD 'aeclust_test'"
 run_psql "CREATE DATABASE aeclust_test OWNER aeclust_test"
 echo "postgresql://aeclust_test:aeclust_test@127.0.0.1:$port/aeclust_test"

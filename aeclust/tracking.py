@@ -93,7 +93,7 @@ def set_tracking_uri(tracking_uri: str | None) -> str:
     if tracking_uri:
         mlflow.set_tracking_uri(tracking_uri)
     uri = mlflow.get_tracking_uri()
-    _prepare_sqlite_store(uri)
+    _prepare_database_store(uri)
     return uri
 
 
@@ -102,21 +102,32 @@ def current_tracking_uri() -> str:
     return mlflow.get_tracking_uri()
 
 
-def _prepare_sqlite_store(uri: str) -> None:
-    """Create or upgrade a SQLite store under a file lock.
+DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
+
+
+def _prepare_database_store(uri: str) -> None:
+    """Create or upgrade a database store under a file lock.
 
     MLflow creates its tables on first use. Two processes that open a new
-    SQLite store at the same moment both run that migration, and one fails
-    with "duplicate column name". A lock file beside the database lets one
-    process at a time do it.
+    store at the same moment both run that migration, and one fails ("duplicate
+    column name" on SQLite, a unique violation on PostgreSQL). A lock file lets
+    one process of this host at a time do it: beside a SQLite database, and
+    in the temporary folder, named by a hash of the URI, for a database server.
     """
-    if not uri.startswith("sqlite:///"):
+    scheme = uri.split(":", 1)[0].split("+", 1)[0]
+    if scheme not in DATABASE_SCHEMES:
         return
     import fcntl
+    import hashlib
 
-    database = Path(uri[len("sqlite:///"):])
-    database.parent.mkdir(parents=True, exist_ok=True)
-    with open(f"{database}.lock", "w") as lock:
+    if uri.startswith("sqlite:///"):
+        database = Path(uri[len("sqlite:///"):])
+        database.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = f"{database}.lock"
+    else:
+        digest = hashlib.sha256(uri.encode()).hexdigest()[:16]
+        lock_path = str(Path(tempfile.gettempdir()) / f"aeclust-store-{digest}.lock")
+    with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             MlflowClient(tracking_uri=uri).search_experiments(max_results=1)

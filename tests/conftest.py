@@ -29,17 +29,51 @@ def module_store(workdir):
             mlflow.set_tracking_uri(None)
 
 
-@pytest.fixture
-def tracking_uri(tmp_path, monkeypatch):
-    """Point MLflow at a fresh SQLite store in ``tmp_path`` and work from there."""
+POSTGRES_URI = os.environ.get("AECLUST_TEST_POSTGRES_URI")
+"""A PostgreSQL database whose role may create databases (``.ci/postgres.sh`` makes one)."""
+
+
+@contextlib.contextmanager
+def fresh_postgres_database():
+    """Create an empty database beside ``AECLUST_TEST_POSTGRES_URI``, yield its URI, drop it."""
+    import uuid
+
+    import psycopg
+
+    base, _, _ = POSTGRES_URI.rpartition("/")
+    name = f"aeclust_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_URI, autocommit=True) as connection:
+        connection.execute(f"CREATE DATABASE {name}")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(POSTGRES_URI, autocommit=True) as connection:
+            connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def tracking_uri(request, tmp_path, monkeypatch):
+    """Point MLflow at a fresh store, SQLite in ``tmp_path`` or a new PostgreSQL database.
+
+    The PostgreSQL variant runs when ``AECLUST_TEST_POSTGRES_URI`` is set and is
+    skipped otherwise.
+    """
     import mlflow
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.chdir(tmp_path)
-    mlflow.set_tracking_uri(uri)
-    yield uri
-    mlflow.set_tracking_uri(None)
+    with contextlib.ExitStack() as stack:
+        if request.param == "postgres":
+            if not POSTGRES_URI:
+                pytest.skip("AECLUST_TEST_POSTGRES_URI is not set (see .ci/postgres.sh)")
+            uri = stack.enter_context(fresh_postgres_database())
+        else:
+            uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        mlflow.set_tracking_uri(uri)
+        try:
+            yield uri
+        finally:
+            mlflow.set_tracking_uri(None)
 
 
 @pytest.fixture

@@ -106,7 +106,7 @@ def test_sigterm_marks_run_killed(tracking_uri):
     assert sweeps[0].info.status == "KILLED"
 
 
-def test_concurrent_sweeps_on_new_sqlite_store(tracking_uri):
+def test_concurrent_sweeps_on_new_store(tracking_uri):
     import os
     import sys
 
