@@ -20,7 +20,7 @@ if [ -z "$version" ]; then
     port=5432
     $sudo_cmd pg_createcluster "$version" "$name" > /dev/null
 fi
-$sudo_cmd pg_ctlcluster "$version" "$name" start 2> /dev/null || true
+$sudo_cmd pg_ctlcluster "$version" "$name" start > /dev/null 2>&1 || true
 
 run_psql() { $sudo_cmd su postgres -c "psql -p $port -v ON_ERROR_STOP=1 -q -c \"$1\"" > /dev/null; }
 run_psql "DROP DATABASE IF EXISTS aeclust_test"
