@@ -60,6 +60,24 @@ class OptionalInt(click.ParamType):
             self.fail(f"{value!r} is not an integer.", param, ctx)
 
 
+class StrictBool(click.ParamType):
+    """A boolean written as true/false, 1/0 or yes/no (any case); nothing else is accepted."""
+
+    name = "boolean"
+    TRUE = ("true", "1", "yes")
+    FALSE = ("false", "0", "no")
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, bool) or value is None:
+            return value
+        text = str(value).strip().lower()
+        if text in self.TRUE:
+            return True
+        if text in self.FALSE:
+            return False
+        self.fail(f"{value!r} is not a boolean: use true/false, 1/0 or yes/no.", param, ctx)
+
+
 class IntList(click.ParamType):
     """Comma-separated integers such as ``16,32,64``; the word ``default`` means 'not given'."""
 
@@ -345,7 +363,7 @@ def sweep(dataset, split, data_dir, sample_size, seed, experiment, tracking_uri,
                    "beats the current holder.")
 @click.option("--force", is_flag=True,
               help="Move the best alias even when the new version does not beat its holder.")
-@click.option("--register-model", type=click.BOOL, default=None, hidden=True,
+@click.option("--register-model", type=StrictBool(), default=None, hidden=True,
               help="true or false; overrides --register (for the MLproject parameter).")
 @click.option("--output-dir", default=None, callback=_empty_to_none,
               help="Folder for report.html, summary.md, summary.json and dim_optimization.png.  "

@@ -139,3 +139,22 @@ def test_silhouette_missing_logged_as_tag(tracking_uri, monkeypatch):
     assert "silhouette" not in run.data.metrics
     assert run.data.tags[tracking.TAG_SILHOUETTE_MISSING].startswith("undefined for")
     assert "ari" in run.data.metrics
+
+
+@pytest.mark.parametrize("value, accepted", [("true", True), ("No", True), ("1", True), ("on", False),
+                                             ("t", False), ("maybe", False)])
+def test_mlproject_booleans_strict(value, accepted, tmp_path):
+    result = _invoke("compare", "--register-model", value, "--experiment", "none",
+                     "--tracking-uri", f"sqlite:///{tmp_path / 'b.db'}")
+    if accepted:
+        assert "is not a boolean" not in result.output
+        assert "experiment='none' was not found" in result.output
+    else:
+        assert result.exit_code == 2
+        assert "is not a boolean: use true/false, 1/0 or yes/no" in result.output
+
+
+def test_mlproject_numbers_strict(tracking_uri):
+    result = _invoke("train", "--epochs", "3.0")
+    assert result.exit_code == 2
+    assert "--epochs" in result.output
