@@ -60,6 +60,8 @@ def tracking_uri(request, tmp_path, monkeypatch):
     """
     import mlflow
 
+    from aeclust import tracking
+
     monkeypatch.chdir(tmp_path)
     with contextlib.ExitStack() as stack:
         if request.param == "postgres":
@@ -69,7 +71,8 @@ def tracking_uri(request, tmp_path, monkeypatch):
         else:
             uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
         monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-        mlflow.set_tracking_uri(uri)
+        # Creating the tables here keeps a test's own client from racing a command it starts.
+        tracking.set_tracking_uri(uri)
         try:
             yield uri
         finally:

@@ -106,11 +106,25 @@ def test_sigterm_marks_run_killed(tracking_uri):
     assert sweeps[0].info.status == "KILLED"
 
 
-def test_concurrent_sweeps_on_new_store(tracking_uri):
+def test_concurrent_sweeps_on_new_store(tracking_uri, tmp_path):
+    import contextlib
+
+    from tests.conftest import fresh_postgres_database
+
+    # The fixture's store already has its tables; the race is on a store nobody has opened yet.
+    with contextlib.ExitStack() as stack:
+        if tracking_uri.startswith("postgresql"):
+            fresh_uri = stack.enter_context(fresh_postgres_database())
+        else:
+            fresh_uri = f"sqlite:///{tmp_path / 'fresh.db'}"
+        _run_two_sweeps(fresh_uri)
+
+
+def _run_two_sweeps(store_uri):
     import os
     import sys
 
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store_uri}
     processes = [
         subprocess.Popen(
             [sys.executable, "-m", "aeclust.cli", "sweep", "--methods", "pca", "--latent-dims", "8,16",
@@ -123,7 +137,7 @@ def test_concurrent_sweeps_on_new_store(tracking_uri):
         _, stderr = process.communicate(timeout=300)
         assert process.returncode == 0, stderr[-2000:]
 
-    client = MlflowClient()
+    client = MlflowClient(tracking_uri=store_uri)
     experiment_id = client.get_experiment_by_name("aeclust-digits").experiment_id
     runs = client.search_runs([experiment_id])
     names = sorted(run.data.tags["mlflow.runName"] for run in runs)
