@@ -182,7 +182,7 @@ def training_options(command):
                      help="Draw tsne.png for each run (openTSNE)."),
         click.option("--tsne-samples", type=click.IntRange(min=10), default=DEFAULT_TSNE_SAMPLES,
                      show_default=True,
-                     help="Most points in the t-SNE figure, sampled with the seed."),
+                     help="Maximum number of points in the t-SNE figure, sampled with the seed."),
     ]
     return _apply(command, options)
 

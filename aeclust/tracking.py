@@ -230,7 +230,7 @@ def active_run(experiment_id: str, *, run_name: str, tags: dict, parent_run_id: 
 
 
 MAX_PARAM_LENGTH = 6000
-"""Longest param value MLflow 3 stores; longer values go to an artifact."""
+"""Maximum param length MLflow 3 stores; longer values go to an artifact."""
 
 
 def log_params(params: dict) -> None:

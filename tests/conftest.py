@@ -105,7 +105,7 @@ def free_port() -> int:
 
 
 def wait_for_http(url: str, server, *, timeout: float) -> None:
-    """Poll ``url`` until it answers 200, failing when ``server`` exits or ``timeout`` seconds pass."""
+    """Poll ``url`` until it returns status 200, failing when ``server`` exits or ``timeout`` seconds pass."""
     import time
     import urllib.request
 
