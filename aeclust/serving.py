@@ -106,7 +106,11 @@ def assign(features: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 class Clusterer(mlflow.pyfunc.PythonModel):
-    """Encode images with the run's encoder and assign them to its K-means clusters."""
+    """Encode images with the run's encoder and assign them to its K-means clusters.
+
+    NOTE: the model is logged without a signature because it takes both arrays and
+    DataFrames, so the REST server reports a wrong image shape as a generic error.
+    """
 
     def load_context(self, context):
         import keras

@@ -74,6 +74,7 @@ def process_is_gone(process_tag: str | None) -> bool:
     A run of another host, or one without the tag, is never called gone,
     because this process cannot see it.
     """
+    # NOTE: a run whose process died on another host stays RUNNING; only local pids are checked.
     if not process_tag or ":" not in process_tag:
         return False
     host, pid = process_tag.rsplit(":", 1)

@@ -120,6 +120,8 @@ def _prepare_database_store(uri: str) -> None:
     import fcntl
     import hashlib
 
+    # NOTE: the lock serialises processes of one host; hosts that open a new database
+    # server store at the same moment can still race in MLflow's migration.
     if uri.startswith("sqlite:///"):
         database = Path(uri[len("sqlite:///"):])
         database.parent.mkdir(parents=True, exist_ok=True)
