@@ -103,7 +103,7 @@ def matched_confusion(labels_true: np.ndarray, labels_pred: np.ndarray, n_classe
     """Count images per (true class, cluster), with clusters ordered by their matched class.
 
     Clusters are matched one-to-one to classes by the Hungarian algorithm, so
-    that the diagonal holds the largest total. Unmatched clusters (when there
+    that the diagonal contains the largest total. Unmatched clusters (when there
     are more clusters than classes) come last.
 
     Returns

@@ -66,17 +66,17 @@ def choose_metric(runs: list[dict], requested: str | None) -> str:
 
 def valid_runs(runs: list[dict], metric: str) -> tuple[list[dict], dict]:
     """Keep FINISHED runs with a finite ``metric``; count the others by reason."""
-    kept, excluded = [], {}
+    valid, excluded = [], {}
     for run in runs:
         if run["status"] != "FINISHED":
             reason = f"status {run['status']}"
         elif not is_finite(run["metrics"].get(metric)):
             reason = f"{metric} missing or not finite"
         else:
-            kept.append(run)
+            valid.append(run)
             continue
         excluded[reason] = excluded.get(reason, 0) + 1
-    return kept, excluded
+    return valid, excluded
 
 
 def latest_per_configuration(runs: list[dict]) -> list[dict]:
@@ -324,23 +324,23 @@ def run_compare(config: CompareConfig) -> CompareResult:
     experiment_id, sweep = find_sweep(config.experiment, config.sweep_run_id)
     runs = tracking.child_runs(experiment_id, sweep["run_id"])
     metric = choose_metric(runs, config.metric)
-    kept, excluded = valid_runs(runs, metric)
-    n_valid = len(kept)
-    kept = latest_per_configuration(kept)
-    if len(kept) < n_valid:
-        excluded["older duplicate of a configuration"] = n_valid - len(kept)
+    valid, excluded = valid_runs(runs, metric)
+    n_valid = len(valid)
+    valid = latest_per_configuration(valid)
+    if len(valid) < n_valid:
+        excluded["older duplicate of a configuration"] = n_valid - len(valid)
     if excluded:
         logger.warning(
             "Excluded %d of %d runs: %s.", sum(excluded.values()), len(runs),
             ", ".join(f"{count} with {reason}" for reason, count in excluded.items()),
         )
-    if not kept:
+    if not valid:
         raise CompareError(
             f"sweep {sweep['run_id']} has no FINISHED run with a finite {metric}: "
             "run the sweep again or choose another --metric."
         )
 
-    summary = build_summary(kept, metric=metric, sweep_run=sweep, excluded=excluded)
+    summary = build_summary(valid, metric=metric, sweep_run=sweep, excluded=excluded)
     default_dir = Path("aeclust-output") / (
         config.experiment if config.language == "en" else f"{config.experiment}-{config.language}"
     )
@@ -411,8 +411,8 @@ PROTOCOL_TAGS = ("dataset", "split", "n_samples")
 def register_best(summary: dict, *, force: bool = False) -> dict:
     """Register the best autoencoder run's encoder and clusterer and move their ``best`` alias.
 
-    The alias moves only when the new run beats the version that holds it
-    on the chosen metric, with the same data set and sample protocol;
+    The alias moves only when the new run beats the version it points at
+    on the chosen metric, with the same data set and sample protocol.
     ``force`` moves it anyway. Each move or refusal is logged with both
     values.
 

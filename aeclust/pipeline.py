@@ -20,7 +20,7 @@ GALLERY_IMAGES = 8
 
 @dataclass(frozen=True)
 class RunResult:
-    """What one finished run recorded.
+    """Record of one finished run.
 
     Attributes
     ----------
@@ -175,7 +175,7 @@ def _fit_and_score(config: RunConfig, image_set: data.ImageSet, init_encoder=Non
     if np.isfinite(silhouette):
         scores[tracking.METRIC_SILHOUETTE] = silhouette
     else:
-        # An undefined score is left out, not logged as NaN, so compare can say why it is missing.
+        # An undefined score is left out, not logged as NaN, and the tag gives the reason.
         n_found = len(np.unique(labels_pred))
         tracking.set_tags({tracking.TAG_SILHOUETTE_MISSING: f"undefined for {n_found} cluster(s)"})
     scores[tracking.METRIC_FIT_SECONDS] = fitted.fit_seconds
@@ -318,7 +318,7 @@ def _tsne_figure(config, image_set, features, labels_pred):
 
 def _confusion_figure(config, image_set, labels_pred):
     table, order = cluster.matched_confusion(image_set.labels, labels_pred, image_set.n_classes)
-    # Column j holds the cluster matched to class j; clusters left unmatched come last.
+    # Column j is the cluster matched to class j. Clusters left unmatched come last.
     column_names = [
         f"{cluster_id} → {image_set.class_names[column]}" if column < image_set.n_classes
         else str(cluster_id)

@@ -39,9 +39,9 @@ class SweepResult:
 def plan_runs(sweep: SweepConfig, samples: dict) -> list[RunConfig]:
     """Expand the sweep and check every config against its sample before any run starts.
 
-    When the latent dims are the default list, a dim that a method cannot
-    give on this data (PCA beyond the number of pixels) is dropped with a
-    warning; when the user listed the dims, it is an error.
+    A dim that a method cannot give on this data (PCA beyond the number of
+    pixels) is dropped with a warning when the dims are the default list.
+    When the user listed the dims, it is an error.
     """
     planned = []
     for config in sweep.run_configs():

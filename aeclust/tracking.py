@@ -120,8 +120,8 @@ def _prepare_database_store(uri: str) -> None:
     import fcntl
     import hashlib
 
-    # NOTE: the lock serialises processes of one host; hosts that open a new database
-    # server store at the same moment can still race in MLflow's migration.
+    # NOTE: the lock serialises processes of one host only. Two hosts that open a new
+    # database server store at the same moment can still race in MLflow's migration.
     if uri.startswith("sqlite:///"):
         database = Path(uri[len("sqlite:///"):])
         database.parent.mkdir(parents=True, exist_ok=True)
@@ -431,11 +431,11 @@ def runs_by_config_hash(experiment_id: str, config_hashes) -> dict[str, list[dic
 
     Only hashes in ``config_hashes`` are kept.
     """
-    wanted = set(config_hashes)
+    requested = set(config_hashes)
     grouped: dict[str, list[dict]] = {}
     for run in search_runs(experiment_id, f"tags.`{TAG_ROLE}` = '{ROLE_RUN}'"):
         config_hash = run["tags"].get(TAG_CONFIG_HASH)
-        if config_hash in wanted:
+        if config_hash in requested:
             grouped.setdefault(config_hash, []).append(run)
     return grouped
 

@@ -120,3 +120,33 @@ def wait_for_http(url: str, server, *, timeout: float) -> None:
         assert server.poll() is None, f"the server for {url} exited"
         assert time.monotonic() < deadline, f"{url} did not answer within {timeout:.0f} s"
         time.sleep(1)
+
+
+def invoke_cli(*args):
+    """Run the aeclust command line in process with ``args``; return click's result."""
+    from click.testing import CliRunner
+
+    from aeclust.cli import main
+
+    return CliRunner().invoke(main, list(args))
+
+
+def assert_one_line_error(result, exit_code, *fragments):
+    """Check that a command ended with ``exit_code`` and one ``Error`` line with every fragment."""
+    assert result.exit_code == exit_code, result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1, result.output
+    for fragment in fragments:
+        assert fragment in errors[0]
+
+
+def run_statuses() -> list[str]:
+    """Return the status of every run in the current tracking store."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    experiments = client.search_experiments()
+    if not experiments:
+        return []
+    return [run.info.status for run in client.search_runs([e.experiment_id for e in experiments])]

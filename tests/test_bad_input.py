@@ -3,46 +3,31 @@
 import mlflow
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from mlflow import MlflowClient
 from PIL import Image
 
 from aeclust import data, models, plots, tracking
-from aeclust.cli import main
 from aeclust.config import DataConfig
+from tests.conftest import assert_one_line_error, invoke_cli, run_statuses
 
 
-def _invoke(*args):
-    return CliRunner().invoke(main, list(args))
-
-
-def _one_line_error(result, exit_code, *fragments):
-    assert result.exit_code == exit_code, result.output
-    assert "Traceback" not in result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("Error")]
-    assert len(errors) == 1, result.output
-    for fragment in fragments:
-        assert fragment in errors[0]
-
-
-def _statuses():
+def _only_digits_run():
     client = MlflowClient()
-    experiments = client.search_experiments()
-    if not experiments:
-        return []
-    return [run.info.status for run in client.search_runs([e.experiment_id for e in experiments])]
+    runs = client.search_runs([client.get_experiment_by_name("aeclust-digits").experiment_id])
+    assert len(runs) == 1
+    return runs[0]
 
 
 def test_pickle_only_npz_not_unpickled(tracking_uri, tmp_path):
     path = tmp_path / "objects.npz"
     np.savez(path, images=np.array([object(), object()], dtype=object), labels=np.array([0, 1]))
-    _one_line_error(_invoke("train", "--dataset", str(path)), 2, "could not be read as .npz")
-    assert _statuses() == []
+    assert_one_line_error(invoke_cli("train", "--dataset", str(path)), 2, "could not be read as .npz")
+    assert run_statuses() == []
 
 
 def test_mixed_image_sizes_rejected(tracking_uri, image_folder):
     Image.fromarray(np.zeros((9, 9), dtype=np.uint8)).save(image_folder / "cross" / "big.png")
-    _one_line_error(_invoke("sweep", "--dataset", str(image_folder)), 2, "mixes image shapes")
+    assert_one_line_error(invoke_cli("sweep", "--dataset", str(image_folder)), 2, "mixes image shapes")
 
 
 def test_column_labels_flattened(tmp_path):
@@ -53,13 +38,13 @@ def test_column_labels_flattened(tmp_path):
 
 @pytest.mark.parametrize("value", ["1.5", "ten"])
 def test_non_integer_latent_dim(tracking_uri, value):
-    result = _invoke("train", "--latent-dim", value)
+    result = invoke_cli("train", "--latent-dim", value)
     assert result.exit_code == 2
     assert "--latent-dim" in result.output
 
 
 def test_empty_dims_list_rejected(tracking_uri):
-    result = _invoke("sweep", "--latent-dims", "")
+    result = invoke_cli("sweep", "--latent-dims", "")
     assert result.exit_code == 2
     assert "is not a comma-separated list of integers" in result.output
 
@@ -69,11 +54,11 @@ def test_more_clusters_than_distinct_features(tracking_uri, tmp_path):
     images = np.zeros((20, 4, 4), dtype=np.uint8)
     images[10:] = 255
     np.savez(path, images=images, labels=np.repeat([0, 1], 10))
-    result = _invoke("train", "--dataset", str(path), "--method", "pca", "--latent-dim", "2",
+    result = invoke_cli("train", "--dataset", str(path), "--method", "pca", "--latent-dim", "2",
                      "--n-clusters", "5", "--no-tsne")
-    _one_line_error(result, 2, "n_clusters=5 is larger than the 2 distinct feature vectors")
-    assert "RUNNING" not in _statuses()
-    assert _statuses() == ["FAILED"]
+    assert_one_line_error(result, 2, "n_clusters=5 is larger than the 2 distinct feature vectors")
+    assert "RUNNING" not in run_statuses()
+    assert run_statuses() == ["FAILED"]
 
 
 def test_unscaled_pixels_rejected():
@@ -95,7 +80,7 @@ def test_long_param_goes_to_artifact(tracking_uri):
 
 def test_unicode_paths_and_experiment(tracking_uri, image_folder, tmp_path):
     renamed = image_folder.rename(tmp_path / "图像-ä")
-    result = _invoke("sweep", "--dataset", str(renamed), "--methods", "pca", "--latent-dims", "4",
+    result = invoke_cli("sweep", "--dataset", str(renamed), "--methods", "pca", "--latent-dims", "4",
                      "--experiment", "实验-ä", "--no-tsne")
     assert result.exit_code == 0, result.output
     experiment = MlflowClient().get_experiment_by_name("实验-ä")
@@ -108,11 +93,11 @@ def test_plot_failure_keeps_run(tracking_uri, monkeypatch):
         raise RuntimeError("no display")
 
     monkeypatch.setattr(plots, "confusion_figure", broken)
-    result = _invoke("train", "--method", "pca", "--latent-dim", "8", "--sample-size", "200",
+    result = invoke_cli("train", "--method", "pca", "--latent-dim", "8", "--sample-size", "200",
                      "--no-tsne")
     assert result.exit_code == 0, result.output
     assert "Drawing confusion_matrix.png failed" in result.output
-    run = MlflowClient().search_runs([MlflowClient().get_experiment_by_name("aeclust-digits").experiment_id])[0]
+    run = _only_digits_run()
     assert run.info.status == "FINISHED"
     assert "ari" in run.data.metrics
     artifacts = {item.path for item in MlflowClient().list_artifacts(run.info.run_id)}
@@ -133,9 +118,9 @@ def test_silhouette_missing_logged_as_tag(tracking_uri, monkeypatch):
     from aeclust import metrics
 
     monkeypatch.setattr(metrics, "silhouette", lambda X, labels, random_state: (float("nan"), "exact"))
-    result = _invoke("train", "--method", "pca", "--latent-dim", "8", "--sample-size", "200", "--no-tsne")
+    result = invoke_cli("train", "--method", "pca", "--latent-dim", "8", "--sample-size", "200", "--no-tsne")
     assert result.exit_code == 0, result.output
-    run = MlflowClient().search_runs([MlflowClient().get_experiment_by_name("aeclust-digits").experiment_id])[0]
+    run = _only_digits_run()
     assert "silhouette" not in run.data.metrics
     assert run.data.tags[tracking.TAG_SILHOUETTE_MISSING].startswith("undefined for")
     assert "ari" in run.data.metrics
@@ -144,7 +129,7 @@ def test_silhouette_missing_logged_as_tag(tracking_uri, monkeypatch):
 @pytest.mark.parametrize("value, accepted", [("true", True), ("No", True), ("1", True), ("on", False),
                                              ("t", False), ("maybe", False)])
 def test_mlproject_booleans_strict(value, accepted, tmp_path):
-    result = _invoke("compare", "--register-model", value, "--experiment", "none",
+    result = invoke_cli("compare", "--register-model", value, "--experiment", "none",
                      "--tracking-uri", f"sqlite:///{tmp_path / 'b.db'}")
     if accepted:
         assert "is not a boolean" not in result.output
@@ -155,6 +140,6 @@ def test_mlproject_booleans_strict(value, accepted, tmp_path):
 
 
 def test_mlproject_numbers_strict(tracking_uri):
-    result = _invoke("train", "--epochs", "3.0")
+    result = invoke_cli("train", "--epochs", "3.0")
     assert result.exit_code == 2
     assert "--epochs" in result.output

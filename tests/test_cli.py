@@ -2,30 +2,12 @@
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-from mlflow import MlflowClient
 
-from aeclust.cli import main
+from tests.conftest import assert_one_line_error, invoke_cli, run_statuses
 
 
-def _invoke(*args):
-    return CliRunner().invoke(main, list(args))
-
-
-def _assert_usage_error(result, *fragments):
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    error_lines = [line for line in result.output.splitlines() if line.startswith("Error")]
-    assert len(error_lines) == 1, result.output
-    for fragment in fragments:
-        assert fragment in error_lines[0]
-
-
-def _no_running_runs():
-    client = MlflowClient()
-    experiments = client.search_experiments()
-    runs = client.search_runs([e.experiment_id for e in experiments]) if experiments else []
-    return all(run.info.status != "RUNNING" for run in runs), len(runs)
+def assert_usage_error(result, *fragments):
+    assert_one_line_error(result, 2, *fragments)
 
 
 @pytest.mark.parametrize(
@@ -44,15 +26,13 @@ def _no_running_runs():
     ],
 )
 def test_bad_values_exit_2(tracking_uri, args, fragments):
-    result = _invoke(*args)
-    _assert_usage_error(result, *fragments)
-    no_running, n_runs = _no_running_runs()
-    assert no_running
-    assert n_runs == 0
+    result = invoke_cli(*args)
+    assert_one_line_error(result, 2, *fragments)
+    assert run_statuses() == []
 
 
 def test_bad_choice_names_option(tracking_uri):
-    result = _invoke("sweep", "--methods", "ae,vae")
+    result = invoke_cli("sweep", "--methods", "ae,vae")
     assert result.exit_code == 2
     assert "--methods" in result.output
     assert "'ae,vae' is invalid" in result.output
@@ -61,18 +41,18 @@ def test_bad_choice_names_option(tracking_uri):
 def test_non_image_npz_exit_2(tracking_uri, tmp_path):
     path = tmp_path / "table.npz"
     np.savez(path, values=np.arange(4))
-    _assert_usage_error(_invoke("train", "--dataset", str(path)), "has no images or labels")
+    assert_usage_error(invoke_cli("train", "--dataset", str(path)), "has no images or labels")
 
 
 def test_empty_folder_exit_2(tracking_uri, tmp_path):
     (tmp_path / "photos" / "cats").mkdir(parents=True)
-    result = _invoke("sweep", "--dataset", str(tmp_path / "photos"))
-    _assert_usage_error(result, "has no images")
+    result = invoke_cli("sweep", "--dataset", str(tmp_path / "photos"))
+    assert_usage_error(result, "has no images")
 
 
 @pytest.mark.parametrize("command", ["train", "sweep", "compare"])
 def test_help_states_defaults(command):
-    result = _invoke(command, "--help")
+    result = invoke_cli(command, "--help")
     text = " ".join(result.output.split())
     assert result.exit_code == 0
     assert "[default: digits]" in text
@@ -80,14 +60,14 @@ def test_help_states_defaults(command):
 
 
 def test_sweep_help_lists_dims():
-    output = " ".join(_invoke("sweep", "--help").output.split())
+    output = " ".join(invoke_cli("sweep", "--help").output.split())
     assert "16,32,64,128,256" in output
     assert "[default: ae,pca]" in output
 
 
 @pytest.mark.parametrize("dims", ["16,,32", "16;32", "16,abc"])
 def test_malformed_dims_list_rejected(tracking_uri, dims):
-    result = _invoke("sweep", "--latent-dims", dims)
+    result = invoke_cli("sweep", "--latent-dims", dims)
     assert result.exit_code == 2
     assert "is not a comma-separated list of integers" in result.output
 
@@ -95,10 +75,10 @@ def test_malformed_dims_list_rejected(tracking_uri, dims):
 def test_one_class_rejected(tracking_uri, tmp_path):
     path = tmp_path / "single.npz"
     np.savez(path, images=np.zeros((20, 4, 4), dtype=np.uint8), labels=np.zeros(20, dtype=int))
-    _assert_usage_error(_invoke("sweep", "--dataset", str(path)), "has 1 class(es)")
+    assert_usage_error(invoke_cli("sweep", "--dataset", str(path)), "has 1 class(es)")
 
 
 def test_corrupt_image_named(tracking_uri, image_folder):
     broken = image_folder / "cross" / "broken.png"
     broken.write_bytes(b"not a png")
-    _assert_usage_error(_invoke("sweep", "--dataset", str(image_folder)), "broken.png", "could not be read")
+    assert_usage_error(invoke_cli("sweep", "--dataset", str(image_folder)), "broken.png", "could not be read")

@@ -111,7 +111,7 @@ def test_concurrent_sweeps_on_new_store(tracking_uri, tmp_path):
 
     from tests.conftest import fresh_postgres_database
 
-    # The fixture's store already has its tables; the race is on a store nobody has opened yet.
+    # The fixture's store already has its tables, but the race needs a store never opened before.
     with contextlib.ExitStack() as stack:
         if tracking_uri.startswith("postgresql"):
             fresh_uri = stack.enter_context(fresh_postgres_database())

@@ -190,7 +190,7 @@ def test_compare_other_sweep_follows_policy(study):
     assert compared.exit_code == 0, compared.output
     after = client.get_model_version_by_alias("aeclust-digits-encoder", "best")
     if after.version == holder.version:
-        # The one-epoch sweep did not beat the holder: the alias stays, twice, and the log says why.
+        # The one-epoch sweep did not beat the holder, so the alias stays (twice) and the log gives the reason.
         assert "Keeping aeclust-digits-encoder@best on version" in compared.output
         again = study["runner"].invoke(main, ["compare"])
         assert "Keeping aeclust-digits-encoder@best on version" in again.output
