@@ -1,3 +1,3 @@
 """aeclust: autoencoder against PCA features for clustering images, tracked in MLflow."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -20,9 +20,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 from aeclust.config import (  # noqa: E402
+    CLUSTERERS,
     DEFAULT_BATCH_SIZE,
     DEFAULT_EPOCHS,
+    DEFAULT_GMM_N_INIT,
     DEFAULT_LATENT_DIMS,
+    DEFAULT_LEARNING_RATE,
+    DEFAULT_UMAP_NEIGHBORS,
+    MANIFOLDS,
     DEFAULT_SAMPLE_SIZE,
     DEFAULT_SEED,
     DEFAULT_TSNE_SAMPLES,
@@ -35,6 +40,7 @@ from aeclust.config import (  # noqa: E402
     RunConfig,
     SweepConfig,
     default_experiment,
+    method_name,
 )
 
 logger = logging.getLogger("aeclust")
@@ -124,6 +130,26 @@ class ChoiceList(click.ParamType):
         return names
 
 
+class MethodList(click.ParamType):
+    """Comma-separated methods such as ``ae,pca,ae+umap+gmm``."""
+
+    name = "list"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        names = tuple(part.strip() for part in str(value).split(",") if part.strip())
+        if not names:
+            self.fail(f"{value!r} is invalid: give a comma-separated list of methods, e.g. ae,pca.",
+                      param, ctx)
+        for name in names:
+            try:
+                method_name(name)
+            except ConfigError as exc:
+                self.fail(str(exc), param, ctx)
+        return names
+
+
 def _empty_to_none(ctx, param, value):
     return None if value is None or str(value).strip() == "" else value
 
@@ -183,6 +209,22 @@ def training_options(command):
         click.option("--tsne-samples", type=click.IntRange(min=10), default=DEFAULT_TSNE_SAMPLES,
                      show_default=True,
                      help="Maximum number of points in the t-SNE figure, sampled with the seed."),
+        click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True),
+                     default=DEFAULT_LEARNING_RATE, show_default=True,
+                     help="Adam learning rate of the autoencoders."),
+        click.option("--manifold", type=OptionalChoice(MANIFOLDS), default=None,
+                     help="Step between features and clusterer, for methods that do not name "
+                          "one: umap (N2D) or none.  [default: none]"),
+        click.option("--clusterer", type=OptionalChoice(CLUSTERERS), default=None,
+                     help="Clusterer for methods that do not name one: kmeans, or gmm (Gaussian "
+                          "mixture, full covariance).  [default: kmeans]"),
+        click.option("--umap-neighbors", type=click.IntRange(min=2), default=DEFAULT_UMAP_NEIGHBORS,
+                     show_default=True, help="n_neighbors of the UMAP step."),
+        click.option("--umap-dim", type=OptionalInt(), default=None,
+                     help="Output dimensions of the UMAP step.  [default: number of clusters]"),
+        click.option("--gmm-n-init", type=click.IntRange(min=1), default=DEFAULT_GMM_N_INIT,
+                     show_default=True,
+                     help="Initialisations of the Gaussian mixture; the best likelihood is kept."),
     ]
     return _apply(command, options)
 
@@ -268,8 +310,9 @@ def main():
 @data_options
 @store_options
 @training_options
-@click.option("--method", type=click.Choice(METHODS), default="ae", show_default=True,
-              help="Feature extractor: dense autoencoder or PCA.")
+@click.option("--method", default="ae", show_default=True,
+              help="Feature extractor (ae: dense autoencoder, conv_ae: convolutional autoencoder, "
+                   "pca), optionally with steps after it, e.g. ae+umap+gmm.")
 @click.option("--latent-dim", type=int, default=32, show_default=True,
               help="Number of features (autoencoder latent units or PCA components).")
 @click.option("--init-encoder", default=None, callback=_empty_to_none,
@@ -277,14 +320,18 @@ def main():
                    "models:/aeclust-emnist-encoder@best (same image size and --latent-dim).")
 @handle_errors
 def train(dataset, split, data_dir, sample_size, seed, experiment, tracking_uri, quiet, debug,
-          epochs, batch_size, n_clusters, tsne, tsne_samples, method, latent_dim, init_encoder):
+          epochs, batch_size, n_clusters, tsne, tsne_samples, learning_rate, manifold, clusterer,
+          umap_neighbors, umap_dim, gmm_n_init, method, latent_dim, init_encoder):
     """Train and score one configuration as one MLflow run."""
     from aeclust import pipeline, tracking
 
     config = RunConfig(
-        data=build_data_config(dataset, split, data_dir, sample_size), method=method, latent_dim=latent_dim, seed=seed, epochs=epochs,
-        batch_size=batch_size, n_clusters=n_clusters, tsne=tsne, tsne_samples=tsne_samples,
-        init_encoder=init_encoder,
+        data=build_data_config(dataset, split, data_dir, sample_size),
+        method=method_name(method, manifold=manifold, clusterer=clusterer),
+        latent_dim=latent_dim, seed=seed, epochs=epochs, batch_size=batch_size,
+        n_clusters=n_clusters, tsne=tsne, tsne_samples=tsne_samples, init_encoder=init_encoder,
+        learning_rate=learning_rate, umap_neighbors=umap_neighbors, umap_dim=umap_dim,
+        gmm_n_init=gmm_n_init,
     )
     config, image_set = pipeline.load_data(config)
     image_set = pipeline.draw_sample(config, image_set)
@@ -306,8 +353,9 @@ def train(dataset, split, data_dir, sample_size, seed, experiment, tracking_uri,
 @data_options
 @store_options
 @training_options
-@click.option("--methods", type=ChoiceList(METHODS), default=",".join(METHODS), show_default=True,
-              help="Comma-separated feature extractors to run.")
+@click.option("--methods", type=MethodList(), default=",".join(METHODS), show_default=True,
+              help="Comma-separated methods to run: ae, conv_ae or pca, each optionally with "
+                   "+umap and +kmeans or +gmm, e.g. ae,pca,ae+umap+gmm.")
 @click.option("--latent-dims", type=IntList(), default=None,
               help="Comma-separated latent dimensions.  [default: "
                    + ",".join(map(str, DEFAULT_LATENT_DIMS))
@@ -322,19 +370,21 @@ def train(dataset, split, data_dir, sample_size, seed, experiment, tracking_uri,
                    "and run only the missing or failed ones.")
 @handle_errors
 def sweep(dataset, split, data_dir, sample_size, seed, experiment, tracking_uri, quiet, debug,
-          epochs, batch_size, n_clusters, tsne, tsne_samples, methods, latent_dims, seeds, jobs,
-          resume):
+          epochs, batch_size, n_clusters, tsne, tsne_samples, learning_rate, manifold, clusterer,
+          umap_neighbors, umap_dim, gmm_n_init, methods, latent_dims, seeds, jobs, resume):
     """Run every (method, latent_dim, seed) as a run nested under one sweep run."""
     from aeclust import sweep as sweep_module
     from aeclust import tracking
 
     base = RunConfig(
-        data=build_data_config(dataset, split, data_dir, sample_size), seed=seed, epochs=epochs, batch_size=batch_size,
-        n_clusters=n_clusters, tsne=tsne, tsne_samples=tsne_samples,
+        data=build_data_config(dataset, split, data_dir, sample_size), seed=seed, epochs=epochs,
+        batch_size=batch_size, n_clusters=n_clusters, tsne=tsne, tsne_samples=tsne_samples,
+        learning_rate=learning_rate, umap_neighbors=umap_neighbors, umap_dim=umap_dim,
+        gmm_n_init=gmm_n_init,
     )
     config = SweepConfig(
         base=base,
-        methods=methods,
+        methods=tuple(method_name(m, manifold=manifold, clusterer=clusterer) for m in methods),
         latent_dims=latent_dims or DEFAULT_LATENT_DIMS,
         seeds=seeds or (seed,),
         latent_dims_given=latent_dims is not None,

@@ -1,32 +1,82 @@
-"""K-means on features, and which classes end up in the same cluster."""
+"""K-means and Gaussian mixtures on features, and which classes end up in the same cluster."""
 
 from __future__ import annotations
 
+import logging
 import warnings
 
 import numpy as np
 from sklearn.cluster import KMeans
+from sklearn.mixture import GaussianMixture
 
 from aeclust.config import ConfigError
 
 from aeclust.metrics import contingency
 
+logger = logging.getLogger(__name__)
 
-def kmeans(X: np.ndarray, *, n_clusters: int, n_init: int, random_state: int):
-    """Cluster the rows of ``X`` with K-means.
+
+CLUSTERER_LABELS = {"kmeans": "K-means", "gmm": "Gaussian mixture"}
+
+
+def fit_clusters(X: np.ndarray, *, clusterer: str, n_clusters: int, n_init: int, random_state: int):
+    """Cluster the rows of ``X`` with ``clusterer`` (``kmeans`` or ``gmm``).
 
     Returns
     -------
     labels_pred : ndarray of shape (n_samples,)
         Cluster id of each row.
     centers : ndarray of shape (n_clusters, n_features)
-        The cluster centroids.
+        The centroids, or the component means of the mixture.
+    model : sklearn.cluster.KMeans or sklearn.mixture.GaussianMixture
+        The fitted model, whose ``predict`` assigns new rows.
 
     Raises
     ------
-    ValueError
-        If there are fewer rows than clusters.
+    ConfigError
+        If there are fewer rows, or fewer distinct rows, than clusters.
     """
+    _check_enough_rows(X, n_clusters)
+    if clusterer == "kmeans":
+        model = KMeans(n_clusters=n_clusters, n_init=n_init, random_state=random_state)
+        labels_pred = model.fit_predict(X)
+        centers = model.cluster_centers_
+    elif clusterer == "gmm":
+        model = GaussianMixture(
+            n_components=n_clusters, covariance_type="full", n_init=n_init, random_state=random_state
+        )
+        labels_pred = model.fit(X).predict(X)
+        if not model.converged_:
+            logger.warning(
+                "The Gaussian mixture did not converge in %d iterations; its labels are still used.",
+                model.max_iter,
+            )
+        centers = model.means_
+    else:
+        raise ConfigError(f"clusterer={clusterer!r} is not supported: use kmeans or gmm.")
+    n_found = len(np.unique(labels_pred))
+    if n_found < n_clusters:
+        warnings.warn(
+            f"{CLUSTERER_LABELS[clusterer]} found {n_found} distinct clusters of the {n_clusters} "
+            "requested; the features may have many duplicate rows.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return labels_pred, np.asarray(centers), model
+
+
+def kmeans(X: np.ndarray, *, n_clusters: int, n_init: int, random_state: int):
+    """Cluster the rows of ``X`` with K-means; return the labels and the centroids.
+
+    See :func:`fit_clusters`.
+    """
+    labels_pred, centers, _ = fit_clusters(
+        X, clusterer="kmeans", n_clusters=n_clusters, n_init=n_init, random_state=random_state
+    )
+    return labels_pred, centers
+
+
+def _check_enough_rows(X: np.ndarray, n_clusters: int) -> None:
     if len(X) < n_clusters:
         raise ConfigError(
             f"n_clusters={n_clusters} is larger than the {len(X)} samples: "
@@ -38,19 +88,9 @@ def kmeans(X: np.ndarray, *, n_clusters: int, n_init: int, random_state: int):
     if n_distinct < n_clusters:
         raise ConfigError(
             f"n_clusters={n_clusters} is larger than the {n_distinct} distinct feature vectors, so "
-            "K-means would return duplicate centres: use a smaller --n-clusters or more varied images."
+            "the clusterer would return duplicate centres: use a smaller --n-clusters or more "
+            "varied images."
         )
-    model = KMeans(n_clusters=n_clusters, n_init=n_init, random_state=random_state)
-    labels_pred = model.fit_predict(X)
-    n_found = len(np.unique(labels_pred))
-    if n_found < n_clusters:
-        warnings.warn(
-            f"K-means found {n_found} distinct clusters of the {n_clusters} requested; "
-            "the features may have many duplicate rows.",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-    return labels_pred, model.cluster_centers_
 
 
 def majority_classes(labels_true: np.ndarray, labels_pred: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from aeclust import plots, report, tracking
-from aeclust.config import CompareConfig
+from aeclust.config import AUTOENCODERS, CompareConfig, parse_method
 
 logger = logging.getLogger(__name__)
 
@@ -411,27 +411,34 @@ PROTOCOL_TAGS = ("dataset", "split", "n_samples")
 def register_best(summary: dict, *, force: bool = False) -> dict:
     """Register the best autoencoder run's encoder and clusterer and move their ``best`` alias.
 
-    The alias moves only when the new run beats the version it points at
-    on the chosen metric, with the same data set and sample protocol.
-    ``force`` moves it anyway. Each move or refusal is logged with both
-    values.
+    Of the methods whose best run logged an encoder (``ae``, ``conv_ae`` and
+    their combinations with ``+umap`` and ``+gmm``), the one with the
+    highest mean of the chosen metric is registered. The alias moves only
+    when the new run beats the version it points at on that metric, with
+    the same data set and sample protocol. ``force`` moves it anyway. Each
+    move or refusal is logged with both values.
 
     Returns
     -------
     versions : dict of str to str
         Registered model name to the version created; empty when nothing was registered.
     """
-    best_ae = summary["best"].get("ae")
-    if best_ae is None or not best_ae.get("model_uri"):
+    metric = summary["metric"]
+    candidates = {
+        method: best for method, best in summary["best"].items()
+        if parse_method(method)[0] in AUTOENCODERS and best.get("model_uri")
+    }
+    if not candidates:
         logger.warning("No autoencoder run with a logged encoder; nothing was registered.")
         return {}
-    metric = summary["metric"]
+    method = max(sorted(candidates), key=lambda name: candidates[name][metric])
+    best_ae = candidates[method]
     value = best_ae["run_metrics"][metric]
     tags = {
         "dataset": summary["dataset"],
         "split": summary["setup"].get("split"),
         "n_samples": summary["setup"].get("n_samples"),
-        "method": "ae",
+        "method": method,
         "latent_dim": best_ae["latent_dim"],
         "seed": best_ae["seed"],
         "metric": metric,
@@ -442,20 +449,21 @@ def register_best(summary: dict, *, force: bool = False) -> dict:
         "run_id": best_ae["run_id"],
     }
     chosen = (
-        f"Chosen by compare as the run with the highest {metric} ({value:.4f}, seed {best_ae['seed']}) "
-        f"at latent_dim={best_ae['latent_dim']}, the dimension with the best mean {metric} "
+        f"Chosen by compare as the {method} run with the highest {metric} ({value:.4f}, seed "
+        f"{best_ae['seed']}) at latent_dim={best_ae['latent_dim']}, the dimension with the best mean {metric} "
         f"({best_ae[metric]:.4f}) in sweep {summary['sweep_run_id']} on {summary['dataset']}."
     )
     models = {
         f"aeclust-{summary['dataset']}-encoder": (
             best_ae["model_uri"],
-            "Encoder of aeclust's dense autoencoder: flattened pixels in [0, 1] to latent features. "
+            f"Encoder of aeclust's {method} method: flattened pixels in [0, 1] to latent features. "
             + chosen,
         ),
         f"aeclust-{summary['dataset']}-clusterer": (
             best_ae.get("clusterer_uri"),
-            "aeclust clusterer (MLflow pyfunc): images of the training shape to the K-means "
-            "cluster, its majority class name and the distance to the centroid. " + chosen,
+            "aeclust clusterer (MLflow pyfunc): images of the training shape to the cluster of "
+            f"the {method} run, its majority class name and the distance to the cluster's "
+            "centre. " + chosen,
         ),
     }
 

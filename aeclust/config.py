@@ -13,8 +13,24 @@ import json
 from dataclasses import dataclass, field
 from pathlib import PurePath
 
+EXTRACTORS = ("ae", "conv_ae", "pca")
+"""Feature extractors: dense autoencoder, convolutional autoencoder and the PCA baseline."""
+
+AUTOENCODERS = ("ae", "conv_ae")
+"""Extractors that train a Keras encoder."""
+
+MANIFOLDS = ("none", "umap")
+"""Steps between the features and the clusterer: none, or UMAP (as in N2D)."""
+
+CLUSTERERS = ("kmeans", "gmm")
+"""Clusterers: K-means, or a full-covariance Gaussian mixture."""
+
 METHODS = ("ae", "pca")
-"""Feature extractors: the dense autoencoder and the PCA baseline."""
+"""The study's methods, which a sweep runs by default."""
+
+DEFAULT_LEARNING_RATE = 1e-3
+DEFAULT_UMAP_NEIGHBORS = 15
+DEFAULT_GMM_N_INIT = 3
 
 METRICS = ("ari", "nmi", "acc", "silhouette")
 """Run metrics that compare can choose the best latent dimension by."""
@@ -79,8 +95,10 @@ class RunConfig:
     ----------
     data : DataConfig
         The images to use.
-    method : {"ae", "pca"}, default="ae"
-        Feature extractor.
+    method : str, default="ae"
+        Feature extractor (``ae``, ``conv_ae`` or ``pca``), optionally followed
+        by ``+umap`` and ``+gmm``, as :func:`parse_method` reads it. It is
+        stored in canonical form (:func:`method_name`).
     latent_dim : int, default=32
         Size of the features that are clustered.
     seed : int, default=42
@@ -90,7 +108,8 @@ class RunConfig:
     batch_size : int, default=256
         Autoencoder mini-batch size.
     n_clusters : int or None, default=None
-        K-means clusters; None means the number of classes.
+        Clusters (K-means clusters or mixture components); None means the
+        number of classes.
     n_init : int, default=10
         K-means restarts.
     tsne : bool, default=True
@@ -98,7 +117,16 @@ class RunConfig:
     tsne_samples : int, default=5000
         Most points drawn in the t-SNE figure, sampled with ``seed``.
     init_encoder : str or None, default=None
-        MLflow URI of an encoder whose weights start training (``ae`` only).
+        MLflow URI of an encoder whose weights start training (autoencoders only).
+    learning_rate : float, default=1e-3
+        Adam learning rate of the autoencoders.
+    umap_neighbors : int, default=15
+        ``n_neighbors`` of the UMAP step.
+    umap_dim : int or None, default=None
+        Output dimensions of the UMAP step; None means the number of clusters.
+    gmm_n_init : int, default=3
+        Initialisations of the Gaussian mixture (each from a K-means start);
+        the best likelihood is kept.
     """
 
     data: DataConfig = field(default_factory=DataConfig)
@@ -112,15 +140,32 @@ class RunConfig:
     tsne: bool = True
     tsne_samples: int = DEFAULT_TSNE_SAMPLES
     init_encoder: str | None = None
+    learning_rate: float = DEFAULT_LEARNING_RATE
+    umap_neighbors: int = DEFAULT_UMAP_NEIGHBORS
+    umap_dim: int | None = None
+    gmm_n_init: int = DEFAULT_GMM_N_INIT
 
     def __post_init__(self):
-        if self.init_encoder is not None and self.method != "ae":
+        object.__setattr__(self, "method", method_name(self.method))
+        if self.init_encoder is not None and self.extractor not in AUTOENCODERS:
             raise ConfigError(
-                f"init_encoder={self.init_encoder!r} needs method=ae, not {self.method}."
+                f"init_encoder={self.init_encoder!r} needs an autoencoder method "
+                f"({', '.join(AUTOENCODERS)}), not {self.method}."
             )
-        if self.method not in METHODS:
+        if not self.learning_rate > 0:
             raise ConfigError(
-                f"method={self.method!r} is not supported: use one of {', '.join(METHODS)}."
+                f"learning_rate={self.learning_rate} is invalid: give a positive number, e.g. 0.001."
+            )
+        if self.gmm_n_init < 1 or self.n_init < 1:
+            raise ConfigError(
+                f"n_init={self.n_init}, gmm_n_init={self.gmm_n_init}: give 1 or more for each."
+            )
+        if self.umap_neighbors < 2:
+            raise ConfigError(f"umap_neighbors={self.umap_neighbors} is invalid: give 2 or more.")
+        if self.umap_dim is not None and self.umap_dim < 1:
+            raise ConfigError(
+                f"umap_dim={self.umap_dim} is invalid: give 1 or more, or leave it unset "
+                "to use the number of clusters."
             )
         check_latent_dim(self.latent_dim)
         if self.epochs < 1:
@@ -138,13 +183,36 @@ class RunConfig:
                 "or leave it unset to use the number of classes."
             )
 
+    @property
+    def extractor(self) -> str:
+        """The feature extractor: ``ae``, ``conv_ae`` or ``pca``."""
+        return parse_method(self.method)[0]
+
+    @property
+    def manifold(self) -> str:
+        """The step between features and clusterer: ``none`` or ``umap``."""
+        return parse_method(self.method)[1]
+
+    @property
+    def clusterer(self) -> str:
+        """The clusterer: ``kmeans`` or ``gmm``."""
+        return parse_method(self.method)[2]
+
     def params(self) -> dict:
         """Flatten the config into the run parameters that MLflow records."""
+        umap = self.manifold == "umap"
         return {
             "dataset": self.data.dataset,
             "split": self.data.split,
             "sample_size": self.data.sample_size,
             "method": self.method,
+            "extractor": self.extractor,
+            "manifold": self.manifold,
+            "clusterer": self.clusterer,
+            "learning_rate": self.learning_rate if self.extractor in AUTOENCODERS else None,
+            "umap_neighbors": self.umap_neighbors if umap else None,
+            "umap_dim": self.umap_dim if umap else None,
+            "gmm_n_init": self.gmm_n_init if self.clusterer == "gmm" else None,
             "latent_dim": self.latent_dim,
             "seed": self.seed,
             "epochs": self.epochs,
@@ -175,7 +243,7 @@ class SweepConfig:
         Options shared by every run; its method, latent_dim and seed are
         replaced by the grid's values.
     methods : tuple of str
-        Methods to run.
+        Methods to run, each as :func:`parse_method` reads it (e.g. ``ae+umap+gmm``).
     latent_dims : tuple of int
         Latent dimensions to run.
     seeds : tuple of int
@@ -193,12 +261,15 @@ class SweepConfig:
     latent_dims_given: bool = True
 
     def __post_init__(self):
+        names = []
         for method in self.methods:
-            if method not in METHODS:
-                raise ConfigError(
-                    f"methods contains {method!r}, which is not supported: "
-                    f"use a comma-separated list of {', '.join(METHODS)}."
-                )
+            try:
+                name = method_name(method)
+            except ConfigError as exc:
+                raise ConfigError(f"methods contains {method!r}, which is not supported: {exc}") from None
+            if name not in names:
+                names.append(name)
+        object.__setattr__(self, "methods", tuple(names))
         if not self.methods or not self.latent_dims or not self.seeds:
             raise ConfigError("methods, latent_dims and seeds must each list at least one value.")
         for latent_dim in self.latent_dims:
@@ -263,6 +334,65 @@ def check_latent_dim(latent_dim: int) -> None:
             f"latent_dim={latent_dim} is invalid: give a positive number of features, "
             "for example 16."
         )
+
+
+def parse_method(method: str, *, manifold: str | None = None, clusterer: str | None = None):
+    """Split a method such as ``ae+umap+gmm`` into its extractor, manifold and clusterer.
+
+    A step that ``method`` does not name takes the value of ``manifold`` or
+    ``clusterer``, else ``none`` and ``kmeans``.
+
+    Returns
+    -------
+    extractor, manifold, clusterer : str
+
+    Examples
+    --------
+    >>> parse_method("ae+umap+gmm")
+    ('ae', 'umap', 'gmm')
+    >>> parse_method("pca", clusterer="gmm")
+    ('pca', 'none', 'gmm')
+    """
+    parts = [part.strip() for part in str(method).split("+")]
+    hint = (
+        f"write an extractor ({', '.join(EXTRACTORS)}), then optionally +umap and "
+        "+kmeans or +gmm, for example ae+umap+gmm."
+    )
+    if not parts or parts[0] not in EXTRACTORS:
+        raise ConfigError(f"method={method!r} is not supported: {hint}")
+    named = {"manifold": None, "clusterer": None}
+    for part in parts[1:]:
+        kind = "manifold" if part in MANIFOLDS else "clusterer" if part in CLUSTERERS else None
+        if kind is None or named[kind] is not None:
+            raise ConfigError(f"method={method!r} is not supported: {hint}")
+        named[kind] = part
+    for kind, value, choices in (("manifold", manifold, MANIFOLDS), ("clusterer", clusterer, CLUSTERERS)):
+        if value is not None and value not in choices:
+            raise ConfigError(f"{kind}={value!r} is not supported: use one of {', '.join(choices)}.")
+    return (
+        parts[0],
+        named["manifold"] or manifold or "none",
+        named["clusterer"] or clusterer or "kmeans",
+    )
+
+
+def method_name(method: str, *, manifold: str | None = None, clusterer: str | None = None) -> str:
+    """Write a method in its canonical form: extractor, then ``+umap``, then ``+gmm``.
+
+    The defaults (no manifold step, K-means) are left out, so ``ae+kmeans``
+    is ``ae`` and the study's methods keep their names.
+
+    Examples
+    --------
+    >>> method_name("ae+gmm+umap"), method_name("pca+kmeans"), method_name("ae", manifold="umap")
+    ('ae+umap+gmm', 'pca', 'ae+umap')
+    """
+    extractor, manifold, clusterer = parse_method(method, manifold=manifold, clusterer=clusterer)
+    return "+".join(
+        [extractor]
+        + (["umap"] if manifold == "umap" else [])
+        + (["gmm"] if clusterer == "gmm" else [])
+    )
 
 
 SPLIT_FOLDER_NAMES = ("train", "test", "val", "validation")

@@ -1,4 +1,4 @@
-"""Feature extractors: the study's dense autoencoder (Keras 3) and the PCA baseline."""
+"""Feature extractors: the study's dense autoencoder, a convolutional one (Keras 3) and PCA."""
 
 from __future__ import annotations
 
@@ -19,6 +19,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 HIDDEN_UNITS = (256, 128)
 """Encoder layer widths before the latent layer; the decoder mirrors them."""
 
+CONV_FILTERS = (32, 64, 128)
+"""Filters of the convolutional encoder's stride-2 layers; the decoder mirrors them."""
+
 RECONSTRUCTIONS_KEPT = 16
 """Validation images whose reconstructions are returned for the figure."""
 
@@ -32,7 +35,7 @@ class FittedFeatures:
     features : ndarray of shape (n_samples, latent_dim)
         Features of every input row, the ones that are clustered.
     model : object
-        The Keras encoder (``ae``) or the fitted scikit-learn PCA (``pca``).
+        The Keras encoder (autoencoders) or the fitted scikit-learn PCA (``pca``).
     history : dict of str to list of float
         Per-epoch ``train_loss`` and ``val_loss`` (empty for PCA).
     reconstruction_mse : float or None
@@ -132,6 +135,68 @@ def build_autoencoder(n_features: int, *, latent_dim: int, random_state: int):
     return autoencoder, encoder
 
 
+def build_conv_autoencoder(image_shape, *, latent_dim: int, random_state: int):
+    """Build the convolutional autoencoder and its encoder.
+
+    Both take flattened pixels, like the dense autoencoder, so the logged
+    encoder and the clusterer accept the same input. The encoder reshapes
+    them to ``image_shape``, applies three 3x3 convolutions with stride 2
+    and 32, 64 and 128 filters (ReLU), and ends in a linear dense layer of
+    ``latent_dim`` units. The decoder mirrors it with transposed
+    convolutions and a sigmoid output, cropped back to ``image_shape``.
+
+    Parameters
+    ----------
+    image_shape : tuple of int
+        (height, width, channels) of the images.
+    latent_dim : int
+        Width of the encoder output.
+    random_state : int
+        Seeds the weights.
+
+    Returns
+    -------
+    autoencoder, encoder : keras.Model
+        The encoder shares its layers with the autoencoder.
+    """
+    import keras
+
+    height, width, channels = (int(size) for size in image_shape)
+    seeds = iter(range(random_state, random_state + 4 * len(CONV_FILTERS) + 4))
+
+    def init():
+        return keras.initializers.GlorotUniform(seed=next(seeds))
+
+    inputs = keras.Input(shape=(height * width * channels,), name="pixels")
+    hidden = keras.layers.Reshape((height, width, channels))(inputs)
+    for filters in CONV_FILTERS:
+        hidden = keras.layers.Conv2D(
+            filters, 3, strides=2, padding="same", activation="relu", kernel_initializer=init()
+        )(hidden)
+    grid = tuple(int(size) for size in hidden.shape[1:])
+    latent = keras.layers.Dense(latent_dim, kernel_initializer=init())(keras.layers.Flatten()(hidden))
+
+    decoded = keras.layers.Dense(int(np.prod(grid)), activation="relu", kernel_initializer=init())(latent)
+    decoded = keras.layers.Reshape(grid)(decoded)
+    for filters in reversed(CONV_FILTERS[:-1]):
+        decoded = keras.layers.Conv2DTranspose(
+            filters, 3, strides=2, padding="same", activation="relu", kernel_initializer=init()
+        )(decoded)
+    decoded = keras.layers.Conv2DTranspose(
+        channels, 3, strides=2, padding="same", activation="sigmoid", kernel_initializer=init()
+    )(decoded)
+    extra_rows = int(decoded.shape[1]) - height
+    extra_cols = int(decoded.shape[2]) - width
+    decoded = keras.layers.Cropping2D(
+        ((extra_rows // 2, extra_rows - extra_rows // 2), (extra_cols // 2, extra_cols - extra_cols // 2))
+    )(decoded)
+    outputs = keras.layers.Flatten()(decoded)
+
+    autoencoder = keras.Model(inputs, outputs, name="conv_autoencoder")
+    encoder = keras.Model(inputs, latent, name="conv_encoder")
+    return autoencoder, encoder
+
+
 def check_init_encoder(encoder, *, n_features: int, latent_dim: int) -> None:
     """Raise :class:`ConfigError` unless ``encoder`` maps ``n_features`` pixels to ``latent_dim``."""
     found = (encoder.input_shape[-1], encoder.output_shape[-1])
@@ -149,8 +214,8 @@ def _copy_encoder_weights(source, target) -> None:
         target.set_weights(source.get_weights())
     except ValueError as exc:
         raise ConfigError(
-            f"init_encoder has other layers than aeclust's dense encoder ({exc}): "
-            "warm-start from an encoder that aeclust logged."
+            f"init_encoder has other layers than this run's encoder ({exc}): "
+            "warm-start from an encoder that aeclust logged with the same method."
         ) from exc
 
 
@@ -163,8 +228,14 @@ def fit_autoencoder(
     random_state: int,
     on_epoch_end=None,
     init_encoder=None,
+    learning_rate: float = 1e-3,
+    image_shape=None,
 ) -> FittedFeatures:
-    """Train the dense autoencoder with early stopping and encode ``X``.
+    """Train an autoencoder with early stopping and encode ``X``.
+
+    The dense autoencoder of :func:`build_autoencoder` is trained unless
+    ``image_shape`` is given, in which case it is the convolutional one of
+    :func:`build_conv_autoencoder`.
 
     A seeded 10% of the rows is held out for validation. Training stops
     after 3 epochs without a lower validation loss and restores the best
@@ -187,6 +258,11 @@ def fit_autoencoder(
     init_encoder : keras.Model or None, default=None
         An encoder of the same shape whose weights start the training (warm
         start); the decoder starts from scratch.
+    learning_rate : float, default=1e-3
+        Adam learning rate.
+    image_shape : tuple of int or None, default=None
+        (height, width, channels) of the images for the convolutional
+        autoencoder; None trains the dense one.
 
     Raises
     ------
@@ -207,15 +283,20 @@ def fit_autoencoder(
     n_val = max(1, int(round(len(X) * VALIDATION_SPLIT)))
     X_val, X_train = X[order[:n_val]], X[order[n_val:]]
 
-    autoencoder, encoder = build_autoencoder(
-        X.shape[1], latent_dim=latent_dim, random_state=random_state
-    )
+    if image_shape is None:
+        autoencoder, encoder = build_autoencoder(
+            X.shape[1], latent_dim=latent_dim, random_state=random_state
+        )
+    else:
+        autoencoder, encoder = build_conv_autoencoder(
+            image_shape, latent_dim=latent_dim, random_state=random_state
+        )
     if init_encoder is not None:
         _copy_encoder_weights(init_encoder, encoder)
     steps = max(1, int(np.ceil(len(X_train) / batch_size)))
     # A compiled step and several steps per call cut the per-batch Python cost.
     autoencoder.compile(
-        optimizer=keras.optimizers.Adam(),
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
         loss="mse",
         jit_compile=True,
         steps_per_execution=steps,

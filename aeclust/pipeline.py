@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from aeclust import cluster, data, metrics, models, plots, progress, tracking
-from aeclust.config import ConfigError, RunConfig
+from aeclust.config import AUTOENCODERS, ConfigError, RunConfig
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def check_fits(config: RunConfig, image_set: data.ImageSet) -> None:
     """
     n_features = int(np.prod(image_set.images.shape[1:]))
     models.check_latent_dim_fits(
-        config.method, config.latent_dim, n_samples=len(image_set), n_features=n_features
+        config.extractor, config.latent_dim, n_samples=len(image_set), n_features=n_features
     )
     n_clusters = config.n_clusters or image_set.n_classes
     if n_clusters > len(image_set):
@@ -148,30 +148,36 @@ def _fit_and_score(config: RunConfig, image_set: data.ImageSet, init_encoder=Non
     params["n_clusters"] = n_clusters
     params[tracking.PARAM_N_CLASSES] = image_set.n_classes
     params[tracking.PARAM_SILHOUETTE_MODE] = silhouette_mode
+    params[tracking.PARAM_CLUSTER_SPACE] = "umap" if config.manifold == "umap" else "features"
+    if config.manifold == "umap":
+        params["umap_dim"] = config.umap_dim or n_clusters
     tracking.log_params(params)
 
-    if config.method == "ae":
-        epochs = progress.Progress(config.epochs, f"{run_name(config)} epochs", leave=False)
-        fitted = models.fit_autoencoder(
-            X,
-            latent_dim=config.latent_dim,
-            epochs=config.epochs,
-            batch_size=config.batch_size,
+    fitted = _extract_features(config, image_set, X, init_encoder)
+    scores = {}
+    space, manifold = fitted.features, None
+    if config.manifold == "umap":
+        from aeclust import embed
+
+        start = time.perf_counter()
+        manifold, space = embed.umap_embed(
+            fitted.features,
+            n_components=config.umap_dim or n_clusters,
+            n_neighbors=config.umap_neighbors,
             random_state=config.seed,
-            on_epoch_end=lambda epoch, logs: epochs.update(f"val_loss={logs['val_loss']:.4f}"),
-            init_encoder=init_encoder,
         )
-        epochs.close()
-        tracking.log_history(fitted.history)
-    else:
-        fitted = models.fit_pca(X, latent_dim=config.latent_dim, random_state=config.seed)
+        scores[tracking.METRIC_MANIFOLD_SECONDS] = time.perf_counter() - start
 
     start = time.perf_counter()
-    labels_pred, centers = cluster.kmeans(
-        fitted.features, n_clusters=n_clusters, n_init=config.n_init, random_state=config.seed
+    labels_pred, centers, clusterer = cluster.fit_clusters(
+        space, clusterer=config.clusterer, n_clusters=n_clusters,
+        n_init=config.gmm_n_init if config.clusterer == "gmm" else config.n_init,
+        random_state=config.seed,
     )
-    silhouette, _ = metrics.silhouette(fitted.features, labels_pred, random_state=config.seed)
-    scores = metrics.external_scores(image_set.labels, labels_pred)
+    scores[tracking.METRIC_CLUSTER_SECONDS] = time.perf_counter() - start
+    # The silhouette is scored in the space that was clustered (params: cluster_space).
+    silhouette, _ = metrics.silhouette(space, labels_pred, random_state=config.seed)
+    scores.update(metrics.external_scores(image_set.labels, labels_pred))
     if np.isfinite(silhouette):
         scores[tracking.METRIC_SILHOUETTE] = silhouette
     else:
@@ -184,14 +190,13 @@ def _fit_and_score(config: RunConfig, image_set: data.ImageSet, init_encoder=Non
     if fitted.reconstruction_mse is not None:
         scores[tracking.METRIC_RECONSTRUCTION_MSE] = fitted.reconstruction_mse
     tracking.log_metrics(scores)
-    logger.debug("Clustering and scoring took %.1f s.", time.perf_counter() - start)
 
     tracking.log_csv(
         confusion_rows(image_set.labels, labels_pred, image_set.class_names),
         tracking.ARTIFACT_CONFUSION_PAIRS,
         fieldnames=CONFUSION_COLUMNS,
     )
-    _log_figures(config, image_set, fitted, labels_pred, centers)
+    _log_figures(config, image_set, fitted, space, labels_pred, centers)
 
     tracking.log_csv(
         [
@@ -201,15 +206,39 @@ def _fit_and_score(config: RunConfig, image_set: data.ImageSet, init_encoder=Non
         tracking.ARTIFACT_ASSIGNMENTS,
         fieldnames=["row", "label", "cluster"],
     )
-    if config.method == "ae":
+    if config.extractor in AUTOENCODERS:
         tracking.log_encoder(fitted.model, X)
-        _log_clusterer(image_set, fitted.model, labels_pred, centers)
+        _log_clusterer(
+            image_set, fitted.model, labels_pred, centers,
+            manifold=manifold, mixture=clusterer if config.clusterer == "gmm" else None,
+        )
     else:
         tracking.log_pca(fitted.model, X)
     return scores
 
 
-def _log_clusterer(image_set, encoder, labels_pred, centers) -> None:
+def _extract_features(config: RunConfig, image_set: data.ImageSet, X, init_encoder):
+    """Fit the run's feature extractor on ``X`` and log its training curves."""
+    if config.extractor == "pca":
+        return models.fit_pca(X, latent_dim=config.latent_dim, random_state=config.seed)
+    epochs = progress.Progress(config.epochs, f"{run_name(config)} epochs", leave=False)
+    fitted = models.fit_autoencoder(
+        X,
+        latent_dim=config.latent_dim,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        random_state=config.seed,
+        on_epoch_end=lambda epoch, logs: epochs.update(f"val_loss={logs['val_loss']:.4f}"),
+        init_encoder=init_encoder,
+        learning_rate=config.learning_rate,
+        image_shape=image_set.images.shape[1:] if config.extractor == "conv_ae" else None,
+    )
+    epochs.close()
+    tracking.log_history(fitted.history)
+    return fitted
+
+
+def _log_clusterer(image_set, encoder, labels_pred, centers, *, manifold=None, mixture=None) -> None:
     import tempfile
     from pathlib import Path
 
@@ -217,6 +246,11 @@ def _log_clusterer(image_set, encoder, labels_pred, centers) -> None:
 
     majority = cluster.majority_classes(image_set.labels, labels_pred)
     names = [image_set.class_names[majority[cluster_id]] for cluster_id in range(len(centers))]
+    extra_packages = []
+    if manifold is not None:
+        extra_packages.append("umap-learn")
+    if manifold is not None or mixture is not None:
+        extra_packages.append("scikit-learn")
     with tempfile.TemporaryDirectory() as tmp:
         folder = serving.save_clusterer_files(
             Path(tmp) / "clusterer",
@@ -224,10 +258,13 @@ def _log_clusterer(image_set, encoder, labels_pred, centers) -> None:
             cluster_class_names=names,
             image_shape=image_set.images.shape[1:],
             dataset=image_set.name,
+            manifold=manifold,
+            mixture=mixture,
         )
         tracking.log_clusterer(
             Path(serving.__file__).with_name("clusterer_model.py"),
             encoder=encoder, clusterer_folder=folder, code_path=Path(serving.__file__).parent,
+            extra_packages=extra_packages,
         )
 
 
@@ -267,7 +304,7 @@ def _cluster_names(image_set, labels_pred) -> list[str]:
     ]
 
 
-def _log_figures(config, image_set, fitted, labels_pred, centers) -> None:
+def _log_figures(config, image_set, fitted, space, labels_pred, centers) -> None:
     """Log the t-SNE map, the confusion heatmap, the cluster gallery and reconstructions.
 
     A figure that fails is logged as a warning and skipped, so the metrics
@@ -276,7 +313,7 @@ def _log_figures(config, image_set, fitted, labels_pred, centers) -> None:
     figures = [
         (tracking.ARTIFACT_CONFUSION_MATRIX, lambda: _confusion_figure(config, image_set, labels_pred)),
         (tracking.ARTIFACT_GALLERY,
-         lambda: _gallery_figure(config, image_set, fitted.features, labels_pred, centers)),
+         lambda: _gallery_figure(config, image_set, space, labels_pred, centers)),
     ]
     if config.tsne:
         figures.append(

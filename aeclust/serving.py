@@ -1,15 +1,17 @@
-"""The clusterer: an MLflow pyfunc model that assigns new images to a run's K-means clusters.
+"""The clusterer: an MLflow pyfunc model that assigns new images to a run's clusters.
 
 It carries everything a new image needs to be clustered like the training
 images: the preprocessing (image shape, scaling to [0, 1], flattening), the
-encoder, the K-means centroids and each cluster's majority class name.
+encoder, the fitted UMAP step and Gaussian mixture when the run used them,
+the centroids (or component means) and each cluster's majority class name.
 
 Input, as a numpy array: a batch of images of the training shape, uint8
 (0-255) or float (already in [0, 1]), shape (n, height, width[, channels]).
 Input, as a DataFrame (the form the REST server receives): one row per image
 with height x width x channels pixel columns in row-major order, values as
 above. Output: a DataFrame with ``cluster``, ``class_name`` and ``distance``
-(Euclidean distance to the centroid, in feature space).
+(Euclidean distance to the centroid or component mean, in the space that was
+clustered: the features, or their UMAP embedding).
 """
 
 from __future__ import annotations
@@ -27,13 +29,16 @@ ENCODER_ARTIFACT = "encoder"
 CLUSTERER_ARTIFACT = "clusterer"
 CONFIG_FILE = "clusterer.json"
 CENTERS_FILE = "centers.npy"
+STEPS_FILE = "steps.pkl"
 
 
 class ImageShapeError(ValueError):
     """Images whose shape differs from the training images."""
 
 
-def save_clusterer_files(folder: Path, *, centers, cluster_class_names, image_shape, dataset) -> Path:
+def save_clusterer_files(
+    folder: Path, *, centers, cluster_class_names, image_shape, dataset, manifold=None, mixture=None
+) -> Path:
     """Write the centroids and the preprocessing rules that the clusterer loads.
 
     Parameters
@@ -48,9 +53,18 @@ def save_clusterer_files(folder: Path, *, centers, cluster_class_names, image_sh
         (height, width, channels) of the training images.
     dataset : str
         Name of the training data set.
+    manifold : umap.UMAP or None, default=None
+        The fitted UMAP step, pickled to ``steps.pkl`` with ``mixture``.
+    mixture : sklearn.mixture.GaussianMixture or None, default=None
+        The fitted Gaussian mixture; None means nearest-centroid assignment.
     """
+    import pickle
+
     folder.mkdir(parents=True, exist_ok=True)
     np.save(folder / CENTERS_FILE, np.asarray(centers, dtype=np.float32))
+    if manifold is not None or mixture is not None:
+        with open(folder / STEPS_FILE, "wb") as file:
+            pickle.dump({"manifold": manifold, "mixture": mixture}, file)
     config = {
         "image_shape": [int(size) for size in image_shape],
         "scaling": "uint8 pixels are divided by 255; float pixels must already be in [0, 1]",
@@ -106,7 +120,7 @@ def assign(features: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 class Clusterer(mlflow.pyfunc.PythonModel):
-    """Encode images with the run's encoder and assign them to its K-means clusters.
+    """Encode images with the run's encoder and assign them to its clusters.
 
     NOTE: the model is logged without a signature because it takes both arrays and
     DataFrames, so the REST server reports a wrong image shape as a generic error.
@@ -119,13 +133,25 @@ class Clusterer(mlflow.pyfunc.PythonModel):
         folder = Path(context.artifacts[CLUSTERER_ARTIFACT])
         self.config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
         self.centers = np.load(folder / CENTERS_FILE, allow_pickle=False)
+        self.manifold = self.mixture = None
+        if (folder / STEPS_FILE).exists():
+            import pickle
+
+            # The run that logged the model wrote this file; it holds scikit-learn and UMAP objects.
+            with open(folder / STEPS_FILE, "rb") as file:
+                steps = pickle.load(file)
+            self.manifold, self.mixture = steps["manifold"], steps["mixture"]
 
     def predict(self, context, model_input, params=None):
         import pandas as pd
 
         pixels = prepare_images(model_input, self.config["image_shape"])
         features = np.asarray(self.encoder.predict(pixels, batch_size=1024, verbose=0))
-        clusters, distances = assign(features, self.centers)
+        space = features if self.manifold is None else np.asarray(self.manifold.transform(features))
+        clusters, distances = assign(space, self.centers)
+        if self.mixture is not None:
+            clusters = self.mixture.predict(space)
+            distances = np.linalg.norm(space - self.centers[clusters], axis=1)
         names = np.asarray(self.config["cluster_class_names"], dtype=object)
         result = pd.DataFrame(
             {"cluster": clusters.astype(np.int64), "class_name": names[clusters], "distance": distances}

@@ -63,7 +63,8 @@ def describe(sweep: SweepConfig, dataset: str, n_runs: int) -> str:
         f"aeclust sweep on **{dataset}** (split {sweep.base.data.split}, {sample} images): "
         f"{n_runs} runs of methods {', '.join(sweep.methods)} at latent_dim "
         f"{', '.join(map(str, sweep.latent_dims))} with seeds {', '.join(map(str, sweep.seeds))}. "
-        "Each child run clusters its features with K-means and logs silhouette, ARI, NMI and ACC. "
+        "Each child run clusters its features (K-means unless the method adds +gmm, after a UMAP "
+        "step when it adds +umap) and logs silhouette, ARI, NMI and ACC. "
         "Run `aeclust compare` to choose the best latent_dim and write report.html."
     )
 
@@ -246,7 +247,7 @@ def run_sweep(
         experiment_id, run_name=f"sweep-{image_set.name}", tags=parent_tags
     ) as sweep_run_id:
         params = sweep.base.params()
-        for key in ("method", "latent_dim", "seed"):
+        for key in ("method", "extractor", "manifold", "clusterer", "latent_dim", "seed"):
             params.pop(key)
         params.update(
             methods=",".join(sweep.methods),

@@ -35,11 +35,14 @@ METRIC_FIT_SECONDS = "fit_seconds"
 METRIC_N_SAMPLES = "n_samples"
 METRIC_N_FAILED = "n_failed_runs"
 METRIC_LATENT_DIM = "latent_dim"
+METRIC_MANIFOLD_SECONDS = "manifold_seconds"
+METRIC_CLUSTER_SECONDS = "cluster_seconds"
 """Also logged as a metric so that the MLflow UI's charts can put it on an axis."""
 CURVE_PREFIXES = ("train_", "val_")
 
 PARAM_SILHOUETTE_MODE = "silhouette_mode"
 PARAM_N_CLASSES = "n_classes"
+PARAM_CLUSTER_SPACE = "cluster_space"
 
 # Tags.
 TAG_ROLE = "aeclust.role"
@@ -337,7 +340,7 @@ def log_encoder(encoder, X_example) -> str:
     return info.model_uri
 
 
-def log_clusterer(model_file, *, encoder, clusterer_folder, code_path) -> str:
+def log_clusterer(model_file, *, encoder, clusterer_folder, code_path, extra_packages=()) -> str:
     """Log the pyfunc clusterer of an autoencoder run and return its model URI.
 
     Parameters
@@ -350,6 +353,9 @@ def log_clusterer(model_file, *, encoder, clusterer_folder, code_path) -> str:
         Folder with the centroids and preprocessing rules (the ``clusterer`` artifact).
     code_path : Path
         The aeclust package folder, copied into the model so it loads without aeclust installed.
+    extra_packages : sequence of str, default=()
+        Further packages the clusterer needs, e.g. ``umap-learn`` and
+        ``scikit-learn`` for a UMAP step or a Gaussian mixture.
     """
     import mlflow.pyfunc
 
@@ -361,7 +367,9 @@ def log_clusterer(model_file, *, encoder, clusterer_folder, code_path) -> str:
             python_model=str(model_file),
             artifacts={"encoder": str(encoder_file), "clusterer": str(clusterer_folder)},
             code_paths=[str(code_path)],
-            pip_requirements=_pip_requirements("mlflow", "tensorflow", "keras", "numpy", "pandas"),
+            pip_requirements=_pip_requirements(
+                "mlflow", "tensorflow", "keras", "numpy", "pandas", *extra_packages
+            ),
         )
     set_tags({TAG_CLUSTERER_URI: info.model_uri})
     return info.model_uri
