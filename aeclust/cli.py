@@ -109,27 +109,6 @@ class OptionalChoice(click.Choice):
         return super().convert(value, param, ctx)
 
 
-class ChoiceList(click.ParamType):
-    """Comma-separated names from a fixed set, such as ``ae,pca``."""
-
-    name = "list"
-
-    def __init__(self, choices):
-        self.choices = tuple(choices)
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, tuple):
-            return value
-        names = tuple(part.strip() for part in str(value).split(",") if part.strip())
-        unknown = [name for name in names if name not in self.choices]
-        if unknown or not names:
-            self.fail(
-                f"{value!r} is invalid: give a comma-separated list of {', '.join(self.choices)}.",
-                param, ctx,
-            )
-        return names
-
-
 class MethodList(click.ParamType):
     """Comma-separated methods such as ``ae,pca,ae+umap+gmm``."""
 

@@ -217,7 +217,44 @@ def _fit_and_score(config: RunConfig, image_set: data.ImageSet, init_encoder=Non
     return scores
 
 
+_FEATURES_KEPT = 32
+_features_cache: dict = {}
+
+
+def _extraction_key(config: RunConfig, image_set: data.ImageSet) -> tuple:
+    """The fields that decide an extractor's output on one sample: equal keys, equal features."""
+    return (
+        id(image_set), config.extractor, config.latent_dim, config.seed, config.epochs,
+        config.batch_size, config.learning_rate, config.init_encoder,
+    )
+
+
 def _extract_features(config: RunConfig, image_set: data.ImageSet, X, init_encoder):
+    """Fit the run's extractor on ``X``, or reuse the fit of an earlier run in this process.
+
+    Runs of one sweep that differ only in the steps after the extractor (for
+    example ``conv_ae`` and ``conv_ae+umap+gmm``) get the same seeded
+    features, so they are fitted once; the later run names the earlier one
+    in its ``aeclust.features_from`` tag and logs the same curves and model.
+    """
+    key = _extraction_key(config, image_set)
+    cached = _features_cache.get(key)
+    if cached is not None:
+        fitted, source_run_id, _ = cached
+        logger.info("Reusing the %s features fitted by run %s.", config.extractor, source_run_id)
+        tracking.set_tags({tracking.TAG_FEATURES_FROM: source_run_id})
+        if fitted.history:
+            tracking.log_history(fitted.history)
+        return fitted
+    fitted = _fit_extractor(config, image_set, X, init_encoder)
+    if len(_features_cache) >= _FEATURES_KEPT:
+        _features_cache.pop(next(iter(_features_cache)))
+    # The image set is kept with the entry so that its id is not reused while the entry lives.
+    _features_cache[key] = (fitted, tracking.active_run_id(), image_set)
+    return fitted
+
+
+def _fit_extractor(config: RunConfig, image_set: data.ImageSet, X, init_encoder):
     """Fit the run's feature extractor on ``X`` and log its training curves."""
     if config.extractor == "pca":
         return models.fit_pca(X, latent_dim=config.latent_dim, random_state=config.seed)

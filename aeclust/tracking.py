@@ -52,6 +52,7 @@ TAG_CONFIG_HASH = "aeclust.config_hash"
 TAG_MODEL_URI = "aeclust.model_uri"
 TAG_CLUSTERER_URI = "aeclust.clusterer_uri"
 TAG_INIT_ENCODER = "aeclust.init_encoder_version"
+TAG_FEATURES_FROM = "aeclust.features_from"
 TAG_SILHOUETTE_MISSING = "aeclust.silhouette_missing"
 TAG_PROCESS = "aeclust.process"
 """``host:pid`` of the process that runs a run, to find runs whose process died."""
@@ -181,6 +182,12 @@ def _project_run() -> tuple[str, str] | None:
             run = MlflowClient().get_run(run_id)
             _PROJECT_RUN["value"] = (run_id, run.info.experiment_id)
     return _PROJECT_RUN["value"]
+
+
+def active_run_id() -> str | None:
+    """Return the id of the active run, or None outside a run."""
+    run = mlflow.active_run()
+    return None if run is None else run.info.run_id
 
 
 @contextlib.contextmanager

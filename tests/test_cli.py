@@ -35,7 +35,7 @@ def test_bad_choice_names_option(tracking_uri):
     result = invoke_cli("sweep", "--methods", "ae,vae")
     assert result.exit_code == 2
     assert "--methods" in result.output
-    assert "'ae,vae' is invalid" in result.output
+    assert "method='vae' is not supported" in result.output
 
 
 def test_non_image_npz_exit_2(tracking_uri, tmp_path):

@@ -185,3 +185,22 @@ def test_registered_combined_clusterer_predicts(combined_sweep):
     # not all, images are expected in their logged cluster.
     agreement = adjusted_rand_score(logged["cluster"], predicted["cluster"])
     assert agreement > 0.5, agreement
+
+
+def test_runs_that_share_an_extractor_fit_it_once(tmp_path, monkeypatch):
+    """pca and pca+gmm of one seed and dim get the same features; the second run says where from."""
+    from aeclust import pipeline
+
+    fits = []
+    original = pipeline._fit_extractor
+    monkeypatch.setattr(pipeline, "_fit_extractor", lambda *args: fits.append(args[0].method) or original(*args))
+    with module_store(tmp_path):
+        result = invoke_cli("sweep", "--methods", "pca,pca+gmm,ae", "--latent-dims", "4",
+                            "--epochs", "1", "--sample-size", "200", "--no-tsne")
+        assert result.exit_code == 0, result.output
+        runs = {run.data.params["method"]: run for run in MlflowClient().search_runs(
+            [MlflowClient().get_experiment_by_name("aeclust-digits").experiment_id],
+            "tags.`aeclust.role` = 'run'")}
+    assert fits == ["pca", "ae"]
+    assert runs["pca+gmm"].data.tags["aeclust.features_from"] == runs["pca"].info.run_id
+    assert "aeclust.features_from" not in runs["pca"].data.tags
