@@ -201,6 +201,9 @@ def training_options(command):
                      show_default=True, help="n_neighbors of the UMAP step."),
         click.option("--umap-dim", type=OptionalInt(), default=None,
                      help="Output dimensions of the UMAP step.  [default: number of clusters]"),
+        click.option("--silhouette-sample", type=OptionalInt(), default=None,
+                     help="Estimate the silhouette on a seeded sample of this many points.  "
+                          "[default: exact, on every point]"),
         click.option("--gmm-n-init", type=click.IntRange(min=1), default=DEFAULT_GMM_N_INIT,
                      show_default=True,
                      help="Initialisations of the Gaussian mixture; the best likelihood is kept."),
@@ -300,7 +303,7 @@ def main():
 @handle_errors
 def train(dataset, split, data_dir, sample_size, seed, experiment, tracking_uri, quiet, debug,
           epochs, batch_size, n_clusters, tsne, tsne_samples, learning_rate, manifold, clusterer,
-          umap_neighbors, umap_dim, gmm_n_init, method, latent_dim, init_encoder):
+          umap_neighbors, umap_dim, silhouette_sample, gmm_n_init, method, latent_dim, init_encoder):
     """Train and score one configuration as one MLflow run."""
     from aeclust import pipeline, tracking
 
@@ -310,7 +313,7 @@ def train(dataset, split, data_dir, sample_size, seed, experiment, tracking_uri,
         latent_dim=latent_dim, seed=seed, epochs=epochs, batch_size=batch_size,
         n_clusters=n_clusters, tsne=tsne, tsne_samples=tsne_samples, init_encoder=init_encoder,
         learning_rate=learning_rate, umap_neighbors=umap_neighbors, umap_dim=umap_dim,
-        gmm_n_init=gmm_n_init,
+        gmm_n_init=gmm_n_init, silhouette_sample=silhouette_sample,
     )
     config, image_set = pipeline.load_data(config)
     image_set = pipeline.draw_sample(config, image_set)
@@ -350,7 +353,7 @@ def train(dataset, split, data_dir, sample_size, seed, experiment, tracking_uri,
 @handle_errors
 def sweep(dataset, split, data_dir, sample_size, seed, experiment, tracking_uri, quiet, debug,
           epochs, batch_size, n_clusters, tsne, tsne_samples, learning_rate, manifold, clusterer,
-          umap_neighbors, umap_dim, gmm_n_init, methods, latent_dims, seeds, jobs, resume):
+          umap_neighbors, umap_dim, silhouette_sample, gmm_n_init, methods, latent_dims, seeds, jobs, resume):
     """Run every (method, latent_dim, seed) as a run nested under one sweep run."""
     from aeclust import sweep as sweep_module
     from aeclust import tracking
@@ -359,7 +362,7 @@ def sweep(dataset, split, data_dir, sample_size, seed, experiment, tracking_uri,
         data=build_data_config(dataset, split, data_dir, sample_size), seed=seed, epochs=epochs,
         batch_size=batch_size, n_clusters=n_clusters, tsne=tsne, tsne_samples=tsne_samples,
         learning_rate=learning_rate, umap_neighbors=umap_neighbors, umap_dim=umap_dim,
-        gmm_n_init=gmm_n_init,
+        gmm_n_init=gmm_n_init, silhouette_sample=silhouette_sample,
     )
     config = SweepConfig(
         base=base,

@@ -44,8 +44,6 @@ DEFAULT_N_INIT = 10
 EARLY_STOPPING_PATIENCE = 3
 VALIDATION_SPLIT = 0.1
 DEFAULT_TSNE_SAMPLES = 5000
-SILHOUETTE_MAX_EXACT = 10_000
-"""Largest point count scored with the exact silhouette; larger sets are sampled."""
 
 
 class ConfigError(ValueError):
@@ -127,6 +125,9 @@ class RunConfig:
     gmm_n_init : int, default=3
         Initialisations of the Gaussian mixture (each from a K-means start);
         the best likelihood is kept.
+    silhouette_sample : int or None, default=None
+        Score the silhouette on a seeded sample of this many points instead
+        of exactly; None means exact.
     """
 
     data: DataConfig = field(default_factory=DataConfig)
@@ -144,6 +145,7 @@ class RunConfig:
     umap_neighbors: int = DEFAULT_UMAP_NEIGHBORS
     umap_dim: int | None = None
     gmm_n_init: int = DEFAULT_GMM_N_INIT
+    silhouette_sample: int | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "method", method_name(self.method))
@@ -159,6 +161,11 @@ class RunConfig:
         if self.gmm_n_init < 1 or self.n_init < 1:
             raise ConfigError(
                 f"n_init={self.n_init}, gmm_n_init={self.gmm_n_init}: give 1 or more for each."
+            )
+        if self.silhouette_sample is not None and self.silhouette_sample < 2:
+            raise ConfigError(
+                f"silhouette_sample={self.silhouette_sample} is invalid: give 2 or more points, "
+                "or leave it unset for the exact silhouette."
             )
         if self.umap_neighbors < 2:
             raise ConfigError(f"umap_neighbors={self.umap_neighbors} is invalid: give 2 or more.")
@@ -213,6 +220,7 @@ class RunConfig:
             "umap_neighbors": self.umap_neighbors if umap else None,
             "umap_dim": self.umap_dim if umap else None,
             "gmm_n_init": self.gmm_n_init if self.clusterer == "gmm" else None,
+            "silhouette_sample": self.silhouette_sample,
             "latent_dim": self.latent_dim,
             "seed": self.seed,
             "epochs": self.epochs,

@@ -8,7 +8,6 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from sklearn import metrics as sk_metrics
 
-from aeclust.config import SILHOUETTE_MAX_EXACT
 
 
 def contingency(labels_true: np.ndarray, labels_pred: np.ndarray) -> np.ndarray:
@@ -44,11 +43,19 @@ def clustering_accuracy(labels_true: np.ndarray, labels_pred: np.ndarray) -> flo
     return float(table[rows, cols].sum() / len(labels_true))
 
 
-def silhouette(X: np.ndarray, labels_pred: np.ndarray, *, random_state: int) -> tuple[float, str]:
-    """Compute the Euclidean silhouette, exact up to 10,000 points.
+BLOCK_BYTES = 64 * 2**20
+"""Size of one block of the distance matrix that the exact silhouette holds at a time."""
 
-    Above ``SILHOUETTE_MAX_EXACT`` points the score is computed on a seeded
-    sample of that many points, because the exact score costs n^2 distances.
+
+def silhouette(
+    X: np.ndarray, labels_pred: np.ndarray, *, random_state: int, sample_size: int | None = None
+) -> tuple[float, str]:
+    """Compute the Euclidean silhouette, exact unless ``sample_size`` asks for an estimate.
+
+    The exact score comes from :func:`silhouette_exact`, which needs no
+    n x n matrix, so it is the default at any size. With ``sample_size``
+    smaller than the number of points, scikit-learn scores a seeded sample
+    of that many points instead.
 
     Returns
     -------
@@ -60,7 +67,7 @@ def silhouette(X: np.ndarray, labels_pred: np.ndarray, *, random_state: int) -> 
     """
     n_samples = len(X)
     n_labels = len(np.unique(labels_pred))
-    mode = "exact" if n_samples <= SILHOUETTE_MAX_EXACT else "sampled"
+    mode = "sampled" if sample_size is not None and sample_size < n_samples else "exact"
     if not 2 <= n_labels <= n_samples - 1:
         warnings.warn(
             f"silhouette is undefined for {n_labels} clusters of {n_samples} points; "
@@ -69,11 +76,89 @@ def silhouette(X: np.ndarray, labels_pred: np.ndarray, *, random_state: int) -> 
             stacklevel=2,
         )
         return float("nan"), mode
-    sample_size = None if mode == "exact" else SILHOUETTE_MAX_EXACT
+    if mode == "exact":
+        return silhouette_exact(X, labels_pred), mode
     score = sk_metrics.silhouette_score(
         X, labels_pred, metric="euclidean", sample_size=sample_size, random_state=random_state
     )
     return float(score), mode
+
+
+def silhouette_exact(X: np.ndarray, labels: np.ndarray, *, n_jobs: int | None = None,
+                     block_bytes: int = BLOCK_BYTES) -> float:
+    """Compute the exact mean Euclidean silhouette one block of rows at a time.
+
+    Gives the same value as ``sklearn.metrics.silhouette_score(X, labels)``
+    without sampling, but never holds more than ``block_bytes`` of distances
+    per thread. The rows are sorted by cluster, so each block's distances
+    are summed per cluster with one ``np.add.reduceat``; squared distances
+    come from matrix products (``|x|^2 + |y|^2 - 2 x.y``) on centred data,
+    and the sums are kept in float64.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        The clustered points; float32 input is computed in float32.
+    labels : ndarray of shape (n_samples,)
+        Cluster of each point; 2 to n_samples - 1 distinct values.
+    n_jobs : int or None, default=None
+        Threads that compute blocks at once; None means one per CPU core.
+    block_bytes : int, default=64 MiB
+        Memory for the distances of one block.
+
+    Returns
+    -------
+    score : float
+        A point alone in its cluster scores 0, as in scikit-learn.
+    """
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+
+    X = np.asarray(X)
+    dtype = np.float32 if X.dtype == np.float32 else np.float64
+    _, inverse = np.unique(np.asarray(labels).reshape(-1), return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    cluster_of = inverse[order]
+    points = np.asarray(X[order], dtype=dtype)
+    points = points - points.mean(axis=0, dtype=np.float64).astype(dtype)
+    sizes = np.bincount(cluster_of)
+    starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+    squared_norms = np.einsum("ij,ij->i", points, points)
+
+    n_samples = len(points)
+    rows = max(1, int(block_bytes // (n_samples * np.dtype(dtype).itemsize)))
+    blocks = [(start, min(start + rows, n_samples)) for start in range(0, n_samples, rows)]
+    scores = np.empty(n_samples, dtype=np.float64)
+
+    def score_block(block):
+        start, stop = block
+        distances = points[start:stop] @ points.T
+        distances *= -2.0
+        distances += squared_norms[start:stop, np.newaxis]
+        distances += squared_norms[np.newaxis, :]
+        np.maximum(distances, 0.0, out=distances)
+        np.sqrt(distances, out=distances)
+        # A point's distance to itself is 0; round-off in the product can leave a small value.
+        distances[np.arange(stop - start), np.arange(start, stop)] = 0.0
+        sums = np.add.reduceat(distances, starts, axis=1, dtype=np.float64)
+        own = cluster_of[start:stop]
+        own_size = sizes[own]
+        index = np.arange(stop - start)
+        inside = sums[index, own] / np.maximum(own_size - 1, 1)
+        mean_to = sums / sizes
+        mean_to[index, own] = np.inf
+        nearest = mean_to.min(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            score = (nearest - inside) / np.maximum(inside, nearest)
+        scores[start:stop] = np.where(own_size > 1, np.nan_to_num(score), 0.0)
+
+    n_jobs = n_jobs or os.cpu_count() or 1
+    # Each thread multiplies its own block, so BLAS runs one thread per block.
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(n_jobs) as pool:
+        list(pool.map(score_block, blocks))
+    return float(scores.mean())
 
 
 def external_scores(labels_true: np.ndarray, labels_pred: np.ndarray) -> dict[str, float]:

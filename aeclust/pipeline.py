@@ -143,7 +143,8 @@ def execute_run(
 def _fit_and_score(config: RunConfig, image_set: data.ImageSet, init_encoder=None) -> dict:
     X = data.to_features(image_set.images)
     n_clusters = config.n_clusters or image_set.n_classes
-    silhouette_mode = "exact" if len(X) <= metrics.SILHOUETTE_MAX_EXACT else "sampled"
+    sample = config.silhouette_sample
+    silhouette_mode = "sampled" if sample is not None and sample < len(X) else "exact"
     params = config.params()
     params["n_clusters"] = n_clusters
     params[tracking.PARAM_N_CLASSES] = image_set.n_classes
@@ -176,7 +177,9 @@ def _fit_and_score(config: RunConfig, image_set: data.ImageSet, init_encoder=Non
     )
     scores[tracking.METRIC_CLUSTER_SECONDS] = time.perf_counter() - start
     # The silhouette is scored in the space that was clustered (params: cluster_space).
-    silhouette, _ = metrics.silhouette(space, labels_pred, random_state=config.seed)
+    silhouette, _ = metrics.silhouette(
+        space, labels_pred, random_state=config.seed, sample_size=config.silhouette_sample
+    )
     scores.update(metrics.external_scores(image_set.labels, labels_pred))
     if np.isfinite(silhouette):
         scores[tracking.METRIC_SILHOUETTE] = silhouette

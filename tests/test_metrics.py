@@ -49,12 +49,11 @@ def test_silhouette_one_cluster_is_nan():
     assert np.isnan(score)
 
 
-def test_silhouette_samples_large_sets(monkeypatch):
-    monkeypatch.setattr(metrics, "SILHOUETTE_MAX_EXACT", 50)
+def test_silhouette_samples_on_request():
     from sklearn.metrics import silhouette_score
 
     X, labels = make_blobs(n_samples=200, centers=3, random_state=0)
-    score, mode = metrics.silhouette(X, labels, random_state=0)
+    score, mode = metrics.silhouette(X, labels, random_state=0, sample_size=50)
     assert mode == "sampled"
     assert score == pytest.approx(silhouette_score(X, labels), abs=0.1)
     assert score != silhouette_score(X, labels)
@@ -147,3 +146,40 @@ def test_tsne_perplexity_clamped_on_20_points(caplog):
         embedding = embed.tsne_2d(X, random_state=0, n_jobs=1)
     assert embedding.shape == (20, 2)
     assert "perplexity lowered to 6.3 for 20 points" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("n_samples", "n_features", "n_clusters", "dtype", "block_bytes"),
+    [
+        (500, 2, 3, np.float64, 64 * 2**20),
+        (700, 16, 12, np.float32, 8_000),  # Blocks of a few rows, so the boundaries are crossed.
+        (1500, 64, 47, np.float32, 64 * 2**20),
+        (400, 5, 2, np.float64, 1),  # One row per block.
+    ],
+)
+def test_blocked_silhouette_matches_scikit_learn(n_samples, n_features, n_clusters, dtype, block_bytes):
+    from sklearn.metrics import silhouette_score
+
+    X, labels = make_blobs(n_samples=n_samples, n_features=n_features, centers=n_clusters,
+                           cluster_std=2.5, random_state=n_clusters)
+    X = (X * 10 + 50).astype(dtype)  # Far from the origin, where the product trick loses digits.
+    labels = labels * 7 + 3  # Ids need not be 0..k-1.
+    score = metrics.silhouette_exact(X, labels, block_bytes=block_bytes)
+    assert score == pytest.approx(silhouette_score(X, labels), abs=1e-5)
+
+
+def test_blocked_silhouette_singletons_and_duplicates():
+    from sklearn.metrics import silhouette_score
+
+    X = np.array([[0.0, 0.0], [0.0, 0.0], [1.0, 0.0], [5.0, 5.0], [5.0, 5.0], [9.0, 9.0]])
+    labels = np.array([0, 0, 0, 1, 1, 2])  # Cluster 2 has one point, which scores 0.
+    assert metrics.silhouette_exact(X, labels) == pytest.approx(silhouette_score(X, labels), abs=1e-12)
+
+
+def test_silhouette_is_exact_by_default_at_any_size():
+    X, labels = make_blobs(n_samples=12_000, n_features=3, centers=4, random_state=0)
+    score, mode = metrics.silhouette(X, labels, random_state=0)
+    assert mode == "exact"
+    from sklearn.metrics import silhouette_score
+
+    assert score == pytest.approx(silhouette_score(X, labels), abs=1e-5)
