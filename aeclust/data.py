@@ -78,14 +78,114 @@ class ImageSet:
         return len(self.labels)
 
 
+CACHE_ENV = "AECLUST_CACHE_DIR"
+"""Environment variable naming the array cache folder; ``off`` turns the cache off."""
+
+
+def cache_root() -> Path | None:
+    """Return the folder of decoded arrays, or None when the cache is off.
+
+    It is ``$AECLUST_CACHE_DIR`` when set, else ``$XDG_CACHE_HOME/aeclust``
+    or ``~/.cache/aeclust``.
+    """
+    import os
+
+    value = os.environ.get(CACHE_ENV)
+    if value is not None:
+        return None if value.strip().lower() in ("", "off", "0", "false") else Path(value)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "aeclust"
+
+
+def source_key(config: DataConfig) -> dict | None:
+    """Describe the files behind ``config``'s split, or None for sources that load fast anyway.
+
+    Image folders and TFDS data sets are decoded image by image, so their
+    arrays are cached. A folder is described by its path and the count,
+    total size and latest modification time of its files, so adding,
+    replacing or removing an image gives another key.
+    """
+    if config.dataset in TFDS_NAMES:
+        import tensorflow_datasets as tfds
+
+        return {
+            "kind": "tfds", "name": TFDS_NAMES[config.dataset], "split": config.split,
+            "data_dir": str(Path(config.data_dir).resolve()) if config.data_dir else None,
+            "tfds": tfds.__version__,
+        }
+    path = Path(config.dataset)
+    if config.dataset == "digits" or not path.is_dir():
+        return None
+    n_files = total_size = latest = 0
+    for file in path.rglob("*"):
+        if file.suffix.lower() in IMAGE_SUFFIXES:
+            stat = file.stat()
+            n_files += 1
+            total_size += stat.st_size
+            latest = max(latest, stat.st_mtime_ns)
+    return {"kind": "folder", "path": str(path.resolve()), "files": n_files, "bytes": total_size,
+            "modified_ns": latest}
+
+
 def load_dataset(config: DataConfig) -> ImageSet:
-    """Load the whole split that ``config`` names.
+    """Load the whole split that ``config`` names, from the array cache when it holds it.
+
+    Decoded image folders and TFDS splits are kept as ``.npy`` files under
+    :func:`cache_root`, keyed by :func:`source_key`, and read back memory-mapped.
 
     Raises
     ------
     DataSourceError
         If the data set is unknown, missing or not an image set.
     """
+    root = cache_root()
+    key = source_key(config) if root is not None else None
+    if key is None:
+        return _load_source(config)
+    import hashlib
+    import json
+
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    folder = root / f"{source_name(config.dataset)}-{config.split}-{digest}"
+    if (folder / "meta.json").is_file():
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        logger.info("Loaded %s (%s) from the array cache %s.", meta["name"], config.split, folder)
+        return ImageSet(
+            images=np.load(folder / "images.npy", mmap_mode="r"),
+            labels=np.load(folder / "labels.npy"),
+            class_names=tuple(meta["class_names"]),
+            name=meta["name"],
+        )
+    image_set = _load_source(config)
+    _write_cache(folder, image_set, key)
+    return image_set
+
+
+def _write_cache(folder: Path, image_set: ImageSet, key: dict) -> None:
+    """Write the arrays to a temporary folder, then rename it, so readers never see half a cache."""
+    import json
+    import shutil
+    import tempfile
+
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".writing-"))
+        np.save(tmp / "images.npy", np.ascontiguousarray(image_set.images))
+        np.save(tmp / "labels.npy", image_set.labels)
+        meta = {"name": image_set.name, "class_names": list(image_set.class_names), "source": key}
+        (tmp / "meta.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
+        try:
+            tmp.rename(folder)
+        except OSError:  # Another process wrote the same cache first.
+            shutil.rmtree(tmp, ignore_errors=True)
+    except OSError as exc:
+        logger.warning("Could not write the array cache %s (%s); loading continues without it.",
+                       folder, exc)
+        return
+    logger.info("Cached the decoded %s arrays in %s.", image_set.name, folder)
+
+
+def _load_source(config: DataConfig) -> ImageSet:
     if config.dataset == "digits":
         _check_single_split(config, "scikit-learn's digits")
         return load_digits()

@@ -13,6 +13,14 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 
+@pytest.fixture(autouse=True)
+def array_cache(tmp_path_factory, monkeypatch):
+    """Give each test its own array cache, so no test reads another's data or the user's cache."""
+    folder = tmp_path_factory.mktemp("array-cache")
+    monkeypatch.setenv("AECLUST_CACHE_DIR", str(folder))
+    return folder
+
+
 @contextlib.contextmanager
 def module_store(workdir):
     """Point MLflow at a SQLite store in ``workdir`` and work from there, for a module fixture."""

@@ -194,3 +194,32 @@ def test_single_split_sources_reject_test(source, image_folder, tmp_path):
         dataset = "digits"
     with pytest.raises(data.DataSourceError, match="split='test' does not exist"):
         data.load_dataset(DataConfig(dataset=dataset, split="test"))
+
+
+def test_folder_arrays_are_cached_and_invalidated(image_folder, array_cache, monkeypatch):
+    from PIL import Image
+
+    config = DataConfig(dataset=str(image_folder))
+    first = data.load_dataset(config)
+    assert len(list(array_cache.glob("shapes-train-*/images.npy"))) == 1
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("the cached arrays should be used")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Image, "open", no_decoding)
+        cached = data.load_dataset(config)
+    np.testing.assert_array_equal(cached.images, first.images)
+    np.testing.assert_array_equal(cached.labels, first.labels)
+    assert cached.class_names == first.class_names and cached.name == first.name
+
+    # A new image changes the folder's key, so the folder is decoded again.
+    Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(image_folder / "circle" / "new.png")
+    assert len(data.load_dataset(config)) == len(first) + 1
+    assert len(list(array_cache.glob("shapes-train-*"))) == 2
+
+
+def test_cache_off(image_folder, array_cache, monkeypatch):
+    monkeypatch.setenv("AECLUST_CACHE_DIR", "off")
+    data.load_dataset(DataConfig(dataset=str(image_folder)))
+    assert not list(array_cache.iterdir())
