@@ -47,7 +47,7 @@ def test_config_records_the_steps():
     assert RunConfig(method="ae", learning_rate=0.01).config_hash() != RunConfig(method="ae").config_hash()
 
 
-def test_sweep_methods_canonical_and_deduplicated():
+def test_sweep_methods_deduplicated():
     sweep = SweepConfig(base=RunConfig(), methods=("ae", "ae+kmeans", "pca+gmm"),
                         latent_dims=(8,))
     assert sweep.methods == ("ae", "pca+gmm")
@@ -110,7 +110,7 @@ def test_gmm_finds_blobs_and_is_seeded(blobs):
     assert model.covariance_type == "full"
 
 
-def test_umap_step_keeps_blobs_apart_and_is_seeded(blobs):
+def test_umap_step_separates_blobs(blobs):
     X, y = blobs
     model, embedding = embed.umap_embed(X, n_components=3, n_neighbors=10, random_state=7)
     _, again = embed.umap_embed(X, n_components=3, n_neighbors=10, random_state=7)
@@ -187,13 +187,18 @@ def test_registered_combined_clusterer_predicts(combined_sweep):
     assert agreement > 0.5, agreement
 
 
-def test_runs_that_share_an_extractor_fit_it_once(tmp_path, monkeypatch):
-    """pca and pca+gmm of one seed and dim get the same features; the second run says where from."""
+def test_shared_extractor_fitted_once(tmp_path, monkeypatch):
+    """pca and pca+gmm of one seed and dim share one fit, and the second run names the first."""
     from aeclust import pipeline
 
     fits = []
     original = pipeline._fit_extractor
-    monkeypatch.setattr(pipeline, "_fit_extractor", lambda *args: fits.append(args[0].method) or original(*args))
+
+    def counting_fit(config, *args):
+        fits.append(config.method)
+        return original(config, *args)
+
+    monkeypatch.setattr(pipeline, "_fit_extractor", counting_fit)
     with module_store(tmp_path):
         result = invoke_cli("sweep", "--methods", "pca,pca+gmm,ae", "--latent-dims", "4",
                             "--epochs", "1", "--sample-size", "200", "--no-tsne")
