@@ -1,0 +1,240 @@
+"""Benchmarks of aeclust against the notebook's method; results go to docs/benchmarks.md.
+
+Subcommands, each printing Markdown and writing JSON to ``--output``:
+
+``study``
+    Alternates (A B A B ...) the notebook's method (``notebook_method.py``,
+    no tracking) with ``aeclust sweep`` + ``aeclust compare`` on the same
+    data and seed, each in its own process, and reports the median wall
+    time, the ratio B/A, the peak RSS of each process and both methods'
+    ARI and silhouette per configuration.
+``profile``
+    Runs ``aeclust sweep`` + ``compare`` once under cProfile and splits the
+    wall time into training, clustering, silhouette, t-SNE, figures, MLflow
+    calls and data loading.
+``silhouette``
+    Times aeclust's exact blocked silhouette against scikit-learn's
+    ``silhouette_score`` on the same features, in the same process.
+``tsne``
+    Times openTSNE through aeclust on N points of PCA features of images.
+
+Example::
+
+    python benchmarks/bench_study.py study --dataset $DATA/cifar10/train --repeats 2 \\
+        --output benchmarks/results/study-cifar10.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def peak_rss_mib(command: list[str], env: dict, cwd: Path) -> tuple[float, float, str]:
+    """Run ``command`` to completion; return its wall seconds, its peak RSS in MiB and its output."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{output[-3000:]}")
+    return seconds, usage.ru_maxrss / 1024, output
+
+
+def aeclust_commands(dataset: str, sample_size: int, seed: int, store: Path) -> list[list[str]]:
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    common = ["--tracking-uri", uri, "--quiet"]
+    return [
+        [sys.executable, "-m", "aeclust.cli", "sweep", "--dataset", dataset,
+         "--sample-size", str(sample_size), "--seed", str(seed), *common],
+        [sys.executable, "-m", "aeclust.cli", "compare", "--dataset", dataset,
+         "--output-dir", str(store / "out"), *common],
+    ]
+
+
+def aeclust_scores(store: Path) -> list[dict]:
+    summary = json.loads((store / "out" / "summary.json").read_text(encoding="utf-8"))
+    return [
+        {"method": row["method"], "latent_dim": row["latent_dim"], "ari": row["ari"],
+         "silhouette": row["silhouette"]}
+        for row in summary["table"]
+    ]
+
+
+def study(args) -> dict:
+    env = {**os.environ, "AECLUST_CACHE_DIR": str(Path(args.workdir) / "array-cache")}
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    # Warm the array cache once, as a user's second sweep on the same data finds it.
+    subprocess.run([sys.executable, "-c", "from aeclust import data; from aeclust.config import DataConfig; "
+                    f"data.load_dataset(DataConfig(dataset={args.dataset!r}))"], env=env, check=True)
+
+    rounds = []
+    for repeat in range(args.repeats):
+        scores_file = workdir / f"notebook-{repeat}.json"
+        seconds, rss, _ = peak_rss_mib(
+            [sys.executable, str(HERE / "notebook_method.py"), "--dataset", args.dataset,
+             "--sample-size", str(args.sample_size), "--seed", str(args.seed),
+             "--output", str(scores_file)], env, workdir)
+        notebook = {"seconds": seconds, "peak_rss_mib": rss,
+                    "scores": json.loads(scores_file.read_text())["scores"]}
+        print(f"round {repeat + 1}: notebook {seconds:.1f} s, peak RSS {rss:.0f} MiB", flush=True)
+
+        store = Path(tempfile.mkdtemp(dir=workdir, prefix="store-"))
+        total, peak = 0.0, 0.0
+        for command in aeclust_commands(args.dataset, args.sample_size, args.seed, store):
+            seconds, rss, _ = peak_rss_mib(command, env, store)
+            total += seconds
+            peak = max(peak, rss)
+        tool = {"seconds": total, "peak_rss_mib": peak, "scores": aeclust_scores(store)}
+        print(f"round {repeat + 1}: aeclust {total:.1f} s, peak RSS {peak:.0f} MiB", flush=True)
+        rounds.append({"notebook": notebook, "aeclust": tool})
+
+    a = statistics.median(r["notebook"]["seconds"] for r in rounds)
+    b = statistics.median(r["aeclust"]["seconds"] for r in rounds)
+    result = {"dataset": args.dataset, "sample_size": args.sample_size, "seed": args.seed,
+              "rounds": rounds, "notebook_median_s": a, "aeclust_median_s": b, "ratio": b / a}
+    print(f"\nmedian wall time: notebook {a:.1f} s, aeclust {b:.1f} s, ratio {b / a:.2f}\n")
+    print("| method | latent_dim | ARI notebook | ARI aeclust | silhouette notebook | silhouette aeclust |")
+    print("|---|---|---|---|---|---|")
+    last = rounds[-1]
+    tool_rows = {(row["method"], row["latent_dim"]): row for row in last["aeclust"]["scores"]}
+    for row in last["notebook"]["scores"]:
+        other = tool_rows.get((row["method"], row["latent_dim"]), {})
+        print(f"| {row['method']} | {row['latent_dim']} | {row['ari']:.4f} | {other.get('ari', float('nan')):.4f} "
+              f"| {row['silhouette']:.4f} | {other.get('silhouette', float('nan')):.4f} |")
+    return result
+
+
+PROFILE_GROUPS = {
+    "autoencoder training": ("models.py:", "fit_autoencoder"),
+    "PCA": ("models.py:", "fit_pca"),
+    "clustering": ("cluster.py:", "fit_clusters"),
+    "silhouette": ("metrics.py:", "silhouette"),
+    "t-SNE": ("embed.py:", "tsne_2d"),
+    "figures (all, t-SNE included)": ("pipeline.py:", "_log_figures"),
+    "MLflow: encoder and models": ("tracking.py:", "log_encoder"),
+    "MLflow: clusterer model": ("tracking.py:", "log_clusterer"),
+    "MLflow: PCA model": ("tracking.py:", "log_pca"),
+    "MLflow: figures": ("tracking.py:", "log_figure"),
+    "MLflow: params, metrics, CSV": ("tracking.py:", "log_params log_metrics log_history log_csv"),
+    "MLflow: run start and end": ("tracking.py:", "active_run"),
+    "data loading": ("pipeline.py:", "load_data"),
+    "compare (whole command)": ("compare.py:", "run_compare"),
+}
+
+
+def profile(args) -> dict:
+    import pstats
+
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "AECLUST_CACHE_DIR": str(workdir / "array-cache")}
+    store = Path(tempfile.mkdtemp(dir=workdir, prefix="profile-"))
+    totals: dict[str, float] = {}
+    wall = 0.0
+    for index, command in enumerate(aeclust_commands(args.dataset, args.sample_size, args.seed, store)):
+        stats_file = store / f"profile-{index}.pstats"
+        command = [sys.executable, "-m", "cProfile", "-o", str(stats_file), *command[1:]]
+        seconds, _, _ = peak_rss_mib(command, env, store)
+        wall += seconds
+        stats = pstats.Stats(str(stats_file)).stats
+        for group, (module, names) in PROFILE_GROUPS.items():
+            for (filename, _, function), (_, _, _, cumulative, _) in stats.items():
+                if filename.endswith(module) and function in names.split() and "aeclust" in filename:
+                    totals[group] = totals.get(group, 0.0) + cumulative
+    print(f"wall time of sweep + compare under cProfile: {wall:.1f} s\n")
+    print("| part | seconds | share of wall time |")
+    print("|---|---|---|")
+    for group, seconds in sorted(totals.items(), key=lambda item: -item[1]):
+        print(f"| {group} | {seconds:.1f} | {seconds / wall:.1%} |")
+    return {"dataset": args.dataset, "wall_s": wall, "parts_s": totals}
+
+
+def silhouette(args) -> dict:
+    import numpy as np
+    from sklearn.datasets import make_blobs
+    from sklearn.metrics import silhouette_score
+
+    from aeclust.metrics import silhouette_exact
+
+    X, labels = make_blobs(n_samples=args.n_points, n_features=args.n_features, centers=args.n_clusters,
+                           cluster_std=4.0, random_state=0)
+    X = X.astype(np.float32)
+    start = time.perf_counter()
+    ours = silhouette_exact(X, labels)
+    ours_s = time.perf_counter() - start
+    start = time.perf_counter()
+    reference = float(silhouette_score(X, labels))
+    reference_s = time.perf_counter() - start
+    print(f"| {args.n_points:,} x {args.n_features} | aeclust {ours_s:.1f} s | scikit-learn {reference_s:.1f} s "
+          f"| ratio {ours_s / reference_s:.2f} | difference {abs(ours - reference):.2e} |")
+    return {"n_points": args.n_points, "n_features": args.n_features, "aeclust_s": ours_s,
+            "sklearn_s": reference_s, "ratio": ours_s / reference_s, "aeclust": ours, "sklearn": reference}
+
+
+def tsne(args) -> dict:
+    import numpy as np
+    from sklearn.decomposition import PCA
+
+    from aeclust.embed import tsne_2d
+
+    with np.load(args.dataset, allow_pickle=False) as archive:
+        images = archive["images"][archive["split"] == 0]
+    # 28x28 images of EMNIST size: the shared images, each shifted by up to 2 pixels, drawn with replacement.
+    rng = np.random.default_rng(0)
+    picks = rng.integers(0, len(images), size=args.n_points)
+    shifts = rng.integers(-2, 3, size=(args.n_points, 2))
+    stack = np.empty((args.n_points, 28, 28), dtype=np.uint8)
+    for row, (pick, (dy, dx)) in enumerate(zip(picks, shifts)):
+        stack[row] = np.roll(images[pick], (dy, dx), axis=(0, 1))
+    features = PCA(n_components=50, random_state=0).fit_transform(stack.reshape(args.n_points, -1) / 255.0)
+    start = time.perf_counter()
+    embedding = tsne_2d(features, random_state=0)
+    seconds = time.perf_counter() - start
+    print(f"| t-SNE of {args.n_points:,} points (50 PCA features) | {seconds:.0f} s | {embedding.shape} |")
+    return {"n_points": args.n_points, "seconds": seconds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name in ("study", "profile"):
+        sub = commands.add_parser(name)
+        sub.add_argument("--dataset", required=True)
+        sub.add_argument("--sample-size", type=int, default=5000)
+        sub.add_argument("--seed", type=int, default=42)
+        sub.add_argument("--workdir", default=tempfile.mkdtemp(prefix="aeclust-bench-"))
+        sub.add_argument("--output", required=True)
+        if name == "study":
+            sub.add_argument("--repeats", type=int, default=2)
+    sub = commands.add_parser("silhouette")
+    sub.add_argument("--n-points", type=int, default=50_000)
+    sub.add_argument("--n-features", type=int, default=64)
+    sub.add_argument("--n-clusters", type=int, default=10)
+    sub.add_argument("--output", required=True)
+    sub = commands.add_parser("tsne")
+    sub.add_argument("--dataset", required=True, help="The EMNIST .npz file.")
+    sub.add_argument("--n-points", type=int, default=112_800)
+    sub.add_argument("--output", required=True)
+    args = parser.parse_args()
+
+    result = {"study": study, "profile": profile, "silhouette": silhouette, "tsne": tsne}[args.command](args)
+    result["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(result, indent=1, default=str), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
