@@ -347,13 +347,21 @@ def train(dataset, split, data_dir, sample_size, seed, experiment, tracking_uri,
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Worker processes that run configurations at once; the CPU threads are "
                    "split between them.")
+@click.option("--executor", type=click.Choice(("local", "ray")), default="local", show_default=True,
+              help="Where configurations run: local processes (--jobs), or Ray tasks of the "
+                   "cluster at --ray-address.")
+@click.option("--ray-address", default=None, callback=_empty_to_none,
+              help="Address of a running Ray cluster, e.g. 10.0.0.5:6379 or auto.  "
+                   "[default: $RAY_ADDRESS]")
+@click.option("--ray-cpus-per-task", type=click.IntRange(min=1), default=1, show_default=True,
+              help="CPUs each Ray task asks for; its thread pools use that many threads.")
 @click.option("--resume/--no-resume", default=True, show_default=True,
               help="Reuse configurations that already have a FINISHED run in the experiment "
                    "and run only the missing or failed ones.")
 @handle_errors
 def sweep(dataset, split, data_dir, sample_size, seed, experiment, tracking_uri, quiet, debug,
           epochs, batch_size, n_clusters, tsne, tsne_samples, learning_rate, manifold, clusterer,
-          umap_neighbors, umap_dim, silhouette_sample, gmm_n_init, methods, latent_dims, seeds, jobs, resume):
+          umap_neighbors, umap_dim, silhouette_sample, gmm_n_init, methods, latent_dims, seeds, jobs, executor, ray_address, ray_cpus_per_task, resume):
     """Run every (method, latent_dim, seed) as a run nested under one sweep run."""
     from aeclust import sweep as sweep_module
     from aeclust import tracking
@@ -373,7 +381,9 @@ def sweep(dataset, split, data_dir, sample_size, seed, experiment, tracking_uri,
     )
     tracking.set_tracking_uri(tracking_uri)
     result = sweep_module.run_sweep(
-        config, experiment=experiment or default_experiment(dataset), resume=resume, jobs=jobs
+        config, experiment=experiment or default_experiment(dataset), resume=resume, jobs=jobs,
+        executor=executor, ray_address=ray_address or os.environ.get("RAY_ADDRESS"),
+        cpus_per_task=ray_cpus_per_task,
     )
     click.echo(
         f"sweep_run_id={result.sweep_run_id} runs={len(result.results)} reused={len(result.reused)}"

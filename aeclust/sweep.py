@@ -8,6 +8,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from aeclust import models, pipeline, progress, tracking
 from aeclust.config import ConfigError, RunConfig, SweepConfig
@@ -167,8 +168,107 @@ def _run_in_worker(task):
     return name, result, None
 
 
-def _run_configs(planned, samples, *, experiment_id, sweep_run_id, jobs):
-    """Yield (name, result or None) for each configuration, in 1 or ``jobs`` processes."""
+def absolute_store_uri(uri: str) -> str:
+    """Make a SQLite or file store URI absolute, so workers with another working folder find it.
+
+    Examples
+    --------
+    >>> absolute_store_uri("postgresql://host/db")
+    'postgresql://host/db'
+    """
+    for prefix in ("sqlite:///", "file://"):
+        if uri.startswith(prefix):
+            path = uri[len(prefix):]
+            if path and not path.startswith("/"):
+                return prefix + str(Path(path).resolve())
+    if "://" not in uri:
+        return str(Path(uri).resolve())
+    return uri
+
+
+def _run_on_ray(config, image_set, experiment_id, parent_run_id, tracking_uri: str, threads: int):
+    """Run one configuration as a Ray task, logging to ``tracking_uri``.
+
+    Ray resolves ``image_set`` from the object store because it is a
+    top-level argument; a reference inside a tuple would arrive unresolved.
+    """
+    if _WORKER_STATE.get("tracking_uri") != tracking_uri:
+        tracking.set_tracking_uri(tracking_uri)
+        _WORKER_STATE["tracking_uri"] = tracking_uri
+    if "threads" not in _WORKER_STATE:
+        from threadpoolctl import threadpool_limits
+
+        # A Ray worker process runs many tasks; its thread limits are set by the first one.
+        _WORKER_STATE["blas_limits"] = threadpool_limits(limits=threads)
+        try:
+            models.limit_threads(threads)
+        except RuntimeError:  # TensorFlow started before this task, with its own thread pools.
+            logger.debug("TensorFlow threads were already fixed in this Ray worker.")
+        _WORKER_STATE["threads"] = threads
+    return _run_in_worker((config, image_set, experiment_id, parent_run_id))
+
+
+def _run_configs_ray(planned, samples, *, experiment_id, sweep_run_id, address, cpus_per_task):
+    """Yield (name, result or None) for each configuration, run as Ray tasks of a running cluster."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise ConfigError(
+            "executor=ray needs the ray package: pip install 'aeclust[ray]' on this machine and "
+            "on every node of the cluster."
+        ) from exc
+
+    if not address:
+        raise ConfigError(
+            "executor=ray needs the address of a running Ray cluster: pass --ray-address HOST:PORT "
+            "or set RAY_ADDRESS (start one with: ray start --head)."
+        )
+    uri = absolute_store_uri(tracking.current_tracking_uri())
+    if not address.startswith(("127.0.0.1", "localhost", "local")) and (
+        uri.startswith(("sqlite:", "file:", "/"))
+    ):
+        logger.warning(
+            "The tracking store %s is a local file; Ray tasks on other machines cannot log to it. "
+            "Use a tracking server (--tracking-uri http://... or postgresql://...).", uri,
+        )
+    ray.init(address=address, ignore_reinit_error=True, log_to_driver=False,
+             configure_logging=False)
+    logger.info("Submitting %d configurations to the Ray cluster at %s, %d CPU(s) per task.",
+                len(planned), address, cpus_per_task)
+    remote = ray.remote(num_cpus=cpus_per_task, max_retries=0)(_run_on_ray)
+    sample_refs = {seed: ray.put(sample) for seed, sample in samples.items()}
+    pending = {
+        remote.remote(config, sample_refs[config.seed], experiment_id, sweep_run_id, uri, cpus_per_task):
+            pipeline.run_name(config)
+        for config in planned
+    }
+    try:
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            name = pending.pop(done[0])
+            try:
+                _, result, error = ray.get(done[0])
+            except ray.exceptions.RayError as exc:
+                result, error = None, str(exc)
+            if result is None:
+                logger.error("Run %s failed on Ray: %s", name, error)
+            yield name, result
+    except BaseException:
+        # Cancelling raises KeyboardInterrupt in each task, so its open run ends KILLED.
+        for ref in pending:
+            ray.cancel(ref)
+        raise
+
+
+def _run_configs(planned, samples, *, experiment_id, sweep_run_id, jobs, executor="local",
+                 ray_address=None, cpus_per_task=1):
+    """Yield (name, result or None) for each configuration, in 1 or ``jobs`` processes or on Ray."""
+    if executor == "ray":
+        yield from _run_configs_ray(
+            planned, samples, experiment_id=experiment_id, sweep_run_id=sweep_run_id,
+            address=ray_address, cpus_per_task=cpus_per_task,
+        )
+        return
     if jobs <= 1:
         for config in planned:
             name, result, _ = _run_in_worker((config, samples[config.seed], experiment_id, sweep_run_id))
@@ -198,7 +298,8 @@ def _run_configs(planned, samples, *, experiment_id, sweep_run_id, jobs):
 
 
 def run_sweep(
-    sweep: SweepConfig, *, experiment: str, resume: bool = True, jobs: int = 1
+    sweep: SweepConfig, *, experiment: str, resume: bool = True, jobs: int = 1,
+    executor: str = "local", ray_address: str | None = None, cpus_per_task: int = 1,
 ) -> SweepResult:
     """Train and score every configuration of ``sweep`` as a nested MLflow run.
 
@@ -209,7 +310,10 @@ def run_sweep(
     reads it as one of the sweep's runs.
 
     With ``jobs`` above 1, configurations run in that many worker processes,
-    each limited to its share of the CPU threads.
+    each limited to its share of the CPU threads. With ``executor="ray"``,
+    each configuration is a Ray task of the running cluster at
+    ``ray_address`` that asks for ``cpus_per_task`` CPUs and logs to the
+    same tracking store; resume and run statuses work as they do locally.
 
     Raises
     ------
@@ -263,7 +367,8 @@ def run_sweep(
         start = time.perf_counter()
         runs_progress = progress.Progress(len(planned), "sweep runs")
         outcomes = _run_configs(
-            planned, samples, experiment_id=experiment_id, sweep_run_id=sweep_run_id, jobs=jobs
+            planned, samples, experiment_id=experiment_id, sweep_run_id=sweep_run_id, jobs=jobs,
+            executor=executor, ray_address=ray_address, cpus_per_task=cpus_per_task,
         )
         for name, result in outcomes:
             if result is None:
