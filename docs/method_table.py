@@ -31,7 +31,8 @@ def child_runs(client, experiment: str, sweep_run_id: str | None):
         sweep_run_id = sweeps[0].info.run_id
     runs = client.search_runs(
         [experiment_id],
-        f"tags.`aeclust.sweep_run_id` = '{sweep_run_id}' and attributes.status = 'FINISHED'",
+        f"tags.`aeclust.sweep_run_id` = '{sweep_run_id}' and tags.`aeclust.role` = 'run' "
+        "and attributes.status = 'FINISHED'",
         max_results=5000,
     )
     return sweep_run_id, runs
