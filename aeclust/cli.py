@@ -347,6 +347,9 @@ def train(dataset, split, data_dir, sample_size, seed, experiment, tracking_uri,
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Worker processes that run configurations at once; the CPU threads are "
                    "split between them.")
+@click.option("--tsne-runs", type=click.Choice(("all", "best")), default="all", show_default=True,
+              help="Draw tsne.png for every run, or only for the best run of each method "
+                   "after the sweep.")
 @click.option("--executor", type=click.Choice(("local", "ray")), default="local", show_default=True,
               help="Where configurations run: local processes (--jobs), or Ray tasks of the "
                    "cluster at --ray-address.")
@@ -361,7 +364,8 @@ def train(dataset, split, data_dir, sample_size, seed, experiment, tracking_uri,
 @handle_errors
 def sweep(dataset, split, data_dir, sample_size, seed, experiment, tracking_uri, quiet, debug,
           epochs, batch_size, n_clusters, tsne, tsne_samples, learning_rate, manifold, clusterer,
-          umap_neighbors, umap_dim, silhouette_sample, gmm_n_init, methods, latent_dims, seeds, jobs, executor, ray_address, ray_cpus_per_task, resume):
+          umap_neighbors, umap_dim, silhouette_sample, gmm_n_init, methods, latent_dims, seeds, jobs, tsne_runs, executor, ray_address, ray_cpus_per_task,
+          resume):
     """Run every (method, latent_dim, seed) as a run nested under one sweep run."""
     from aeclust import sweep as sweep_module
     from aeclust import tracking
@@ -378,6 +382,7 @@ def sweep(dataset, split, data_dir, sample_size, seed, experiment, tracking_uri,
         latent_dims=latent_dims or DEFAULT_LATENT_DIMS,
         seeds=seeds or (seed,),
         latent_dims_given=latent_dims is not None,
+        tsne_runs=tsne_runs,
     )
     tracking.set_tracking_uri(tracking_uri)
     result = sweep_module.run_sweep(

@@ -260,6 +260,10 @@ class SweepConfig:
         False when the dims are the default list, in which case a dim that a
         method cannot give on the chosen data is skipped with a warning
         instead of rejected.
+    tsne_runs : {"all", "best"}, default="all"
+        Which runs draw ``tsne.png`` when ``base.tsne`` is on: every run, or
+        after the sweep only the best run of each method (by ARI, or by
+        silhouette without labels), which saves the t-SNE of the others.
     """
 
     base: RunConfig
@@ -267,8 +271,11 @@ class SweepConfig:
     latent_dims: tuple = DEFAULT_LATENT_DIMS
     seeds: tuple = (DEFAULT_SEED,)
     latent_dims_given: bool = True
+    tsne_runs: str = "all"
 
     def __post_init__(self):
+        if self.tsne_runs not in ("all", "best"):
+            raise ConfigError(f"tsne_runs={self.tsne_runs!r} is not supported: use all or best.")
         names = []
         for method in self.methods:
             try:
@@ -285,8 +292,10 @@ class SweepConfig:
 
     def run_configs(self) -> list[RunConfig]:
         """Expand the grid into run configs, ordered by seed, method, then dim."""
+        # With tsne_runs="best" the runs draw no t-SNE; the sweep draws the best ones afterwards.
+        tsne = self.base.tsne and self.tsne_runs == "all"
         return [
-            dataclasses.replace(self.base, method=method, latent_dim=latent_dim, seed=seed)
+            dataclasses.replace(self.base, method=method, latent_dim=latent_dim, seed=seed, tsne=tsne)
             for seed in self.seeds
             for method in self.methods
             for latent_dim in self.latent_dims

@@ -374,6 +374,36 @@ def _log_figures(config, image_set, fitted, space, labels_pred, centers) -> None
         logger.debug("%s took %.1f s.", artifact_file, time.perf_counter() - start)
 
 
+def draw_tsne_later(result: RunResult, image_set: data.ImageSet, *, tsne_samples: int) -> None:
+    """Draw ``tsne.png`` for a finished run and log it to that run.
+
+    The features come from this process's fit when it is still kept, else
+    from the run's logged encoder or PCA. The clusters come from the run's
+    ``cluster_assignments.csv``.
+    """
+    import csv
+    import io
+
+    config = dataclasses.replace(result.config, tsne=True, tsne_samples=tsne_samples)
+    cached = _features_cache.get(_extraction_key(result.config, image_set))
+    if cached is not None:
+        features = cached[0].features
+    else:
+        X = data.to_features(image_set.images)
+        if config.extractor == "pca":
+            model = tracking.load_sklearn_model(f"runs:/{result.run_id}/{tracking.MODEL_NAME_PCA}")
+            features = model.transform(X)
+        else:
+            model = tracking.load_keras_model(f"runs:/{result.run_id}/{tracking.MODEL_NAME_ENCODER}")
+            features = np.asarray(model.predict(X, batch_size=1024, verbose=0))
+    text = tracking.read_artifact_text(result.run_id, tracking.ARTIFACT_ASSIGNMENTS)
+    labels_pred = np.array([int(row["cluster"]) for row in csv.DictReader(io.StringIO(text))])
+    fig = _tsne_figure(config, image_set, features, labels_pred)
+    tracking.log_figure(fig, tracking.ARTIFACT_TSNE, run_id=result.run_id)
+    tracking.set_tags({tracking.TAG_TSNE: "drawn after the sweep, as the best run of its method"},
+                      run_id=result.run_id)
+
+
 def _tsne_figure(config, image_set, features, labels_pred):
     from aeclust import embed
 

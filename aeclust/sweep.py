@@ -132,6 +132,30 @@ def split_done(planned: list[RunConfig], experiment_id: str) -> tuple[list[RunCo
     return to_run, reused
 
 
+def draw_best_tsne(results, samples, *, tsne_samples: int) -> None:
+    """Draw the t-SNE map of the best run of each method among ``results``.
+
+    The best run has the highest ARI, or the highest silhouette when the
+    runs have no ARI. A map that fails is logged as a warning.
+    """
+    best = {}
+    for result in results:
+        metric = "ari" if "ari" in result.metrics else "silhouette"
+        score = result.metrics.get(metric, float("-inf"))
+        method = result.config.method
+        if method not in best or score > best[method][0]:
+            best[method] = (score, result)
+    for _, result in best.values():
+        start = time.perf_counter()
+        try:
+            pipeline.draw_tsne_later(result, samples[result.config.seed], tsne_samples=tsne_samples)
+        except Exception:  # A figure must never fail the sweep.
+            logger.exception("The t-SNE map of run %s failed; the sweep goes on.", result.run_id)
+            continue
+        logger.info("Drew the t-SNE map of %s, the best %s run, in %.1f s.",
+                    pipeline.run_name(result.config), result.config.method, time.perf_counter() - start)
+
+
 def _init_worker(tracking_uri: str, threads: int) -> None:
     """Set up a worker process: its tracking store, its share of CPU threads, its signals."""
     import signal
@@ -378,6 +402,8 @@ def run_sweep(
             results.append(result)
             runs_progress.update(name)
         runs_progress.close()
+        if sweep.base.tsne and sweep.tsne_runs == "best":
+            draw_best_tsne(results, samples, tsne_samples=sweep.base.tsne_samples)
 
         tracking.log_metrics({tracking.METRIC_N_FAILED: len(failed)})
         if failed:

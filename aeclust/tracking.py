@@ -53,6 +53,7 @@ TAG_MODEL_URI = "aeclust.model_uri"
 TAG_CLUSTERER_URI = "aeclust.clusterer_uri"
 TAG_INIT_ENCODER = "aeclust.init_encoder_version"
 TAG_FEATURES_FROM = "aeclust.features_from"
+TAG_TSNE = "aeclust.tsne"
 TAG_SILHOUETTE_MISSING = "aeclust.silhouette_missing"
 TAG_PROCESS = "aeclust.process"
 """``host:pid`` of the process that runs a run, to find runs whose process died."""
@@ -297,14 +298,24 @@ def set_tags(tags: dict, run_id: str | None = None) -> None:
         client.set_tag(run_id, key, str(value))
 
 
-def log_figure(fig, artifact_file: str) -> None:
-    """Log a matplotlib figure as an image artifact and close it."""
+def log_figure(fig, artifact_file: str, *, run_id: str | None = None) -> None:
+    """Log a matplotlib figure as an image artifact of the active run, or of ``run_id``, and close it."""
     import matplotlib.pyplot as plt
 
     try:
-        mlflow.log_figure(fig, artifact_file)
+        if run_id is None:
+            mlflow.log_figure(fig, artifact_file)
+        else:
+            MlflowClient().log_figure(run_id, fig, artifact_file)
     finally:
         plt.close(fig)
+
+
+def load_sklearn_model(model_uri: str):
+    """Load a logged scikit-learn model; raise :class:`ModelLoadError` naming the URI when it fails."""
+    import mlflow.sklearn
+
+    return _load_model(mlflow.sklearn.load_model, model_uri)
 
 
 def log_csv(rows: list[dict], artifact_file: str, *, fieldnames: list[str]) -> None:
