@@ -379,8 +379,13 @@ def parse_method(method: str, *, manifold: str | None = None, clusterer: str | N
         raise ConfigError(f"method={method!r} is not supported: {hint}")
     named = {"manifold": None, "clusterer": None}
     for part in parts[1:]:
-        kind = "manifold" if part in MANIFOLDS else "clusterer" if part in CLUSTERERS else None
-        if kind is None or named[kind] is not None:
+        if part in MANIFOLDS:
+            kind = "manifold"
+        elif part in CLUSTERERS:
+            kind = "clusterer"
+        else:
+            raise ConfigError(f"method={method!r} is not supported: {hint}")
+        if named[kind] is not None:
             raise ConfigError(f"method={method!r} is not supported: {hint}")
         named[kind] = part
     for kind, value, choices in (("manifold", manifold, MANIFOLDS), ("clusterer", clusterer, CLUSTERERS)):

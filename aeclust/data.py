@@ -128,7 +128,7 @@ def source_key(config: DataConfig) -> dict | None:
 
 
 def load_dataset(config: DataConfig) -> ImageSet:
-    """Load the whole split that ``config`` names, from the array cache when it holds it.
+    """Load the whole split that ``config`` names, from the array cache when it contains it.
 
     Decoded image folders and TFDS splits are kept as ``.npy`` files under
     :func:`cache_root`, keyed by :func:`source_key`, and read back memory-mapped.

@@ -44,13 +44,13 @@ def clustering_accuracy(labels_true: np.ndarray, labels_pred: np.ndarray) -> flo
 
 
 BLOCK_BYTES = 64 * 2**20
-"""Size of one block of the distance matrix that the exact silhouette holds at a time."""
+"""Size of the block of the distance matrix that the exact silhouette keeps in memory at a time."""
 
 
 def silhouette(
     X: np.ndarray, labels_pred: np.ndarray, *, random_state: int, sample_size: int | None = None
 ) -> tuple[float, str]:
-    """Compute the Euclidean silhouette, exact unless ``sample_size`` asks for an estimate.
+    """Compute the Euclidean silhouette, exact unless ``sample_size`` requests an estimate.
 
     The exact score comes from :func:`silhouette_exact`, which needs no
     n x n matrix, so it is the default at any size. With ``sample_size``
@@ -89,7 +89,7 @@ def silhouette_exact(X: np.ndarray, labels: np.ndarray, *, n_jobs: int | None = 
     """Compute the exact mean Euclidean silhouette one block of rows at a time.
 
     Gives the same value as ``sklearn.metrics.silhouette_score(X, labels)``
-    without sampling, but never holds more than ``block_bytes`` of distances
+    without sampling, but keeps at most ``block_bytes`` of distances
     per thread. The rows are sorted by cluster, so each block's distances
     are summed per cluster with one ``np.add.reduceat``; squared distances
     come from matrix products (``|x|^2 + |y|^2 - 2 x.y``) on centred data,

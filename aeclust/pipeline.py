@@ -225,7 +225,7 @@ _features_cache: dict = {}
 
 
 def _extraction_key(config: RunConfig, image_set: data.ImageSet) -> tuple:
-    """The fields that decide an extractor's output on one sample: equal keys, equal features."""
+    """Build the key of an extractor fit: runs with equal keys get equal features on one sample."""
     return (
         id(image_set), config.extractor, config.latent_dim, config.seed, config.epochs,
         config.batch_size, config.learning_rate, config.init_encoder,
@@ -237,7 +237,7 @@ def _extract_features(config: RunConfig, image_set: data.ImageSet, X, init_encod
 
     Runs of one sweep that differ only in the steps after the extractor (for
     example ``conv_ae`` and ``conv_ae+umap+gmm``) get the same seeded
-    features, so they are fitted once; the later run names the earlier one
+    features, so they are fitted once. The later run names the earlier one
     in its ``aeclust.features_from`` tag and logs the same curves and model.
     """
     key = _extraction_key(config, image_set)

@@ -137,7 +137,7 @@ class Clusterer(mlflow.pyfunc.PythonModel):
         if (folder / STEPS_FILE).exists():
             import pickle
 
-            # The run that logged the model wrote this file; it holds scikit-learn and UMAP objects.
+            # The run that logged the model wrote this file; it contains scikit-learn and UMAP objects.
             with open(folder / STEPS_FILE, "rb") as file:
                 steps = pickle.load(file)
             self.manifold, self.mixture = steps["manifold"], steps["mixture"]

@@ -149,7 +149,7 @@ def draw_best_tsne(results, samples, *, tsne_samples: int) -> None:
         start = time.perf_counter()
         try:
             pipeline.draw_tsne_later(result, samples[result.config.seed], tsne_samples=tsne_samples)
-        except Exception:  # A figure must never fail the sweep.
+        except Exception:  # A failed figure leaves the sweep and its runs as they are.
             logger.exception("The t-SNE map of run %s failed; the sweep goes on.", result.run_id)
             continue
         logger.info("Drew the t-SNE map of %s, the best %s run, in %.1f s.",
