@@ -5,8 +5,8 @@ Subcommands, each printing Markdown and writing JSON to ``--output``:
 ``study``
     Alternates (A B A B ...) the notebook's method (``notebook_method.py``,
     no tracking) with ``aeclust sweep`` + ``aeclust compare`` on the same
-    data and seed, each in its own process, and reports the median wall
-    time, the ratio B/A, the peak RSS of each process and both methods'
+    data and seed, each in its own process. It reports the median wall
+    time, the ratio B/A, the peak RSS of each process, and both methods'
     ARI and silhouette per configuration.
 ``profile``
     Runs ``aeclust sweep`` + ``compare`` once under cProfile and splits the

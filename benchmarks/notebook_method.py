@@ -1,11 +1,11 @@
 """The notebook's study without aeclust, as a baseline for bench_study.py.
 
-A plain reimplementation of the method the notebook describes: decode the
-images, draw a seeded sample, and for each latent dimension train a dense
-Keras autoencoder (256-128-dim, ReLU, sigmoid output, Adam, MSE, plain
-``fit`` with a 10% validation split and early stopping with patience 3), fit
-PCA of the same size, cluster both with K-means (``n_init=10``) and score
-silhouette (scikit-learn) and ARI. No tracking, no figures, no t-SNE.
+A plain reimplementation of the method the notebook describes. It decodes
+the images and draws a seeded sample. For each latent dimension it trains a
+dense Keras autoencoder (256-128-dim, ReLU, sigmoid output, Adam, MSE, plain
+``fit`` with a 10% validation split and early stopping with patience 3) and
+fits PCA of the same size. It clusters both with K-means (``n_init=10``) and
+scores silhouette (scikit-learn) and ARI. No tracking, no figures, no t-SNE.
 
 Usage::
 

@@ -196,7 +196,7 @@ def test_single_split_sources_reject_test(source, image_folder, tmp_path):
         data.load_dataset(DataConfig(dataset=dataset, split="test"))
 
 
-def test_folder_arrays_are_cached_and_invalidated(image_folder, array_cache, monkeypatch):
+def test_folder_cache_and_invalidation(image_folder, array_cache, monkeypatch):
     from PIL import Image
 
     config = DataConfig(dataset=str(image_folder))
@@ -211,7 +211,8 @@ def test_folder_arrays_are_cached_and_invalidated(image_folder, array_cache, mon
         cached = data.load_dataset(config)
     np.testing.assert_array_equal(cached.images, first.images)
     np.testing.assert_array_equal(cached.labels, first.labels)
-    assert cached.class_names == first.class_names and cached.name == first.name
+    assert cached.class_names == first.class_names
+    assert cached.name == first.name
 
     # A new image changes the folder's key, so the folder is decoded again.
     Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(image_folder / "circle" / "new.png")

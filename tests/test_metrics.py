@@ -157,7 +157,7 @@ def test_tsne_perplexity_clamped_on_20_points(caplog):
         (400, 5, 2, np.float64, 1),  # One row per block.
     ],
 )
-def test_blocked_silhouette_matches_scikit_learn(n_samples, n_features, n_clusters, dtype, block_bytes):
+def test_blocked_silhouette_matches_sklearn(n_samples, n_features, n_clusters, dtype, block_bytes):
     from sklearn.metrics import silhouette_score
 
     X, labels = make_blobs(n_samples=n_samples, n_features=n_features, centers=n_clusters,
@@ -168,7 +168,7 @@ def test_blocked_silhouette_matches_scikit_learn(n_samples, n_features, n_cluste
     assert score == pytest.approx(silhouette_score(X, labels), abs=1e-5)
 
 
-def test_blocked_silhouette_singletons_and_duplicates():
+def test_blocked_silhouette_singletons():
     from sklearn.metrics import silhouette_score
 
     X = np.array([[0.0, 0.0], [0.0, 0.0], [1.0, 0.0], [5.0, 5.0], [5.0, 5.0], [9.0, 9.0]])
@@ -176,7 +176,7 @@ def test_blocked_silhouette_singletons_and_duplicates():
     assert metrics.silhouette_exact(X, labels) == pytest.approx(silhouette_score(X, labels), abs=1e-12)
 
 
-def test_silhouette_is_exact_by_default_at_any_size():
+def test_silhouette_exact_by_default():
     X, labels = make_blobs(n_samples=12_000, n_features=3, centers=4, random_state=0)
     score, mode = metrics.silhouette(X, labels, random_state=0)
     assert mode == "exact"

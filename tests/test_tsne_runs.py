@@ -7,7 +7,7 @@ from tests.conftest import invoke_cli, module_store
 
 
 @pytest.mark.parametrize("jobs", ["1", "2"])
-def test_best_run_of_each_method_gets_tsne(tmp_path, jobs):
+def test_tsne_for_best_runs_only(tmp_path, jobs):
     # With --jobs 2 the features live in the workers, so the map is drawn from the logged models.
     with module_store(tmp_path):
         result = invoke_cli("sweep", "--methods", "pca,ae", "--latent-dims", "4,8", "--epochs", "1",
