@@ -232,21 +232,54 @@ def _run_on_ray(config, image_set, experiment_id, parent_run_id, tracking_uri: s
     return _run_in_worker((config, image_set, experiment_id, parent_run_id))
 
 
-def _run_configs_ray(planned, samples, *, experiment_id, sweep_run_id, address, cpus_per_task):
-    """Yield (name, result or None) for each configuration, run as Ray tasks of a running cluster."""
+RAY_CONNECT_TIMEOUT = 10.0
+"""Seconds to wait for the Ray cluster's port before the sweep is rejected."""
+
+
+def check_ray(address: str | None, *, jobs: int) -> None:
+    """Raise :class:`ConfigError` unless a Ray sweep can start: ray installed, cluster reachable.
+
+    Called before any data is loaded or any run is created. Ray itself
+    retries an unreachable address without end, so the cluster's port is
+    tried here first, once, with a timeout.
+    """
+    import socket
+
     try:
-        import ray
-    except ImportError as exc:
+        import ray  # noqa: F401
+    except ImportError:
         raise ConfigError(
             "executor=ray needs the ray package: pip install 'aeclust[ray]' on this machine and "
             "on every node of the cluster."
-        ) from exc
-
+        ) from None
     if not address:
         raise ConfigError(
             "executor=ray needs the address of a running Ray cluster: pass --ray-address HOST:PORT "
             "or set RAY_ADDRESS (start one with: ray start --head)."
         )
+    if jobs > 1:
+        raise ConfigError(
+            f"jobs={jobs} does not apply to executor=ray: Ray places the tasks, so drop --jobs and "
+            "set the CPUs of each task with --ray-cpus-per-task."
+        )
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"ray_address={address!r} is invalid: give HOST:PORT, e.g. 10.0.0.5:6379.")
+    try:
+        socket.create_connection((host, int(port)), timeout=RAY_CONNECT_TIMEOUT).close()
+    except OSError as exc:
+        raise ConfigError(
+            f"ray_address={address!r} is not reachable ({exc}): check that the Ray head runs "
+            "(ray status) and that this machine can reach its port."
+        ) from None
+
+
+def _run_configs_ray(planned, samples, *, experiment_id, sweep_run_id, address, cpus_per_task):
+    """Yield (name, result or None) for each configuration, run as Ray tasks of a running cluster."""
+    import ray
+
     uri = absolute_store_uri(tracking.current_tracking_uri())
     if not address.startswith(("127.0.0.1", "localhost", "local")) and (
         uri.startswith(("sqlite:", "file:", "/"))
@@ -346,6 +379,8 @@ def run_sweep(
     SweepFailedError
         After all runs, when at least one failed; the parent run is then FAILED.
     """
+    if executor == "ray":
+        check_ray(ray_address, jobs=jobs)
     base, image_set = pipeline.load_data(sweep.base)
     sweep = dataclasses.replace(sweep, base=base)
     samples = {

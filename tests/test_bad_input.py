@@ -117,7 +117,7 @@ def test_symlink_out_of_folder_skipped(image_folder, tmp_path):
 def test_silhouette_missing_logged_as_tag(tracking_uri, monkeypatch):
     from aeclust import metrics
 
-    monkeypatch.setattr(metrics, "silhouette", lambda X, labels, random_state: (float("nan"), "exact"))
+    monkeypatch.setattr(metrics, "silhouette", lambda X, labels, random_state, sample_size=None: (float("nan"), "exact"))
     result = invoke_cli("train", "--method", "pca", "--latent-dim", "8", "--sample-size", "200", "--no-tsne")
     assert result.exit_code == 0, result.output
     run = _only_digits_run()
