@@ -70,12 +70,17 @@ class DataConfig:
     sample_size : int or None, default=None
         Number of images drawn with ``seed``; 0 means the whole split and
         None means 5,000, or the whole split when it has fewer images.
+    fingerprint : str or None, default=None
+        Hash of the loaded split's pixels and labels, set when the data is
+        loaded. It is part of the config hash, so a resumed sweep reruns the
+        configurations whose images have changed since their run.
     """
 
     dataset: str = "digits"
     split: str = "train"
     data_dir: str | None = None
     sample_size: int | None = None
+    fingerprint: str | None = None
 
     def __post_init__(self):
         if self.sample_size is not None and self.sample_size < 0:
@@ -212,6 +217,7 @@ class RunConfig:
             "dataset": self.data.dataset,
             "split": self.data.split,
             "sample_size": self.data.sample_size,
+            "data_fingerprint": self.data.fingerprint,
             "method": self.method,
             "extractor": self.extractor,
             "manifold": self.manifold,

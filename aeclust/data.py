@@ -489,6 +489,18 @@ def draw_sample(image_set: ImageSet, *, sample_size: int, random_state: int) -> 
     )
 
 
+def fingerprint(image_set: ImageSet) -> str:
+    """Hash the pixels, labels and class names of ``image_set`` into 16 hex digits."""
+    import hashlib
+
+    digest = hashlib.blake2b(digest_size=8)
+    digest.update(str(image_set.images.shape).encode())
+    digest.update(np.ascontiguousarray(image_set.images).data)
+    digest.update(np.ascontiguousarray(image_set.labels, dtype=np.int64).data)
+    digest.update("\n".join(image_set.class_names).encode())
+    return digest.hexdigest()
+
+
 def to_features(images: np.ndarray) -> np.ndarray:
     """Flatten uint8 images to float32 rows in [0, 1], shape (n_samples, n_pixels)."""
     return images.reshape(len(images), -1).astype(np.float32) / 255.0

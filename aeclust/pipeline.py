@@ -44,14 +44,16 @@ def load_data(config: RunConfig) -> tuple[RunConfig, data.ImageSet]:
     -------
     config : RunConfig
         ``config`` with ``data.sample_size`` set to the number of images used
-        (0 for all).
+        (0 for all) and ``data.fingerprint`` to the hash of the split.
     image_set : ImageSet
         The whole split.
     """
     image_set = data.load_dataset(config.data)
     data.check_classes(image_set)
     sample_size = data.resolve_sample_size(config.data.sample_size, len(image_set))
-    resolved = dataclasses.replace(config.data, sample_size=sample_size)
+    resolved = dataclasses.replace(
+        config.data, sample_size=sample_size, fingerprint=data.fingerprint(image_set)
+    )
     return dataclasses.replace(config, data=resolved), image_set
 
 

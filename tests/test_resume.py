@@ -3,12 +3,14 @@
 import socket
 import subprocess
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from mlflow import MlflowClient
 
 from aeclust import tracking
 from aeclust.cli import main
+from tests.conftest import invoke_cli
 
 pytestmark = pytest.mark.slow
 
@@ -199,3 +201,22 @@ def test_kill_9_then_resume_leaves_one_run_each(tracking_uri):
     finished = [run.data.tags["mlflow.runName"] for run in runs
                 if run.info.status == "FINISHED" and run.data.tags.get(tracking.TAG_ROLE) == "run"]
     assert sorted(finished) == ["ae-d16-s42", "ae-d8-s42", "pca-d16-s42", "pca-d8-s42"]
+
+
+def test_changed_images_are_not_reused(tracking_uri, image_folder):
+    """A resumed sweep reruns the configurations whose images changed since their run."""
+    from PIL import Image
+
+    args = ("sweep", "--dataset", str(image_folder), "--methods", "pca", "--latent-dims", "2",
+            "--no-tsne")
+    first = invoke_cli(*args)
+    assert first.exit_code == 0, first.output
+    assert "runs=1 reused=0" in first.output
+
+    same = invoke_cli(*args)
+    assert "runs=0 reused=1" in same.output
+
+    Image.fromarray(np.full((8, 8), 128, dtype=np.uint8)).save(image_folder / "cross" / "000.png")
+    changed = invoke_cli(*args)
+    assert changed.exit_code == 0, changed.output
+    assert "runs=1 reused=0" in changed.output
