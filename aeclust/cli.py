@@ -251,8 +251,11 @@ def _raise_on_signals() -> None:
     """Turn SIGINT and SIGTERM into :class:`Interrupted`, so open runs end as KILLED."""
     import signal
 
+    from aeclust import tracking
+
     def interrupt(signum, frame):
-        raise Interrupted(signal.Signals(signum).name)
+        # Raised at once, or after the MLflow write in progress, so the store stays consistent.
+        tracking.interrupt(Interrupted(signal.Signals(signum).name))
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, interrupt)

@@ -170,7 +170,7 @@ def _init_worker(tracking_uri: str, threads: int) -> None:
     models.limit_threads(threads)
 
     def interrupt(signum, frame):
-        raise Interrupted(signal.Signals(signum).name)
+        tracking.interrupt(Interrupted(signal.Signals(signum).name))
 
     signal.signal(signal.SIGTERM, interrupt)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import io
 import logging
 import os
@@ -87,6 +88,45 @@ MODEL_NAME_CLUSTERER = "clusterer"
 
 BEST_ALIAS = "best"
 SEARCH_PAGE_SIZE = 1000
+
+
+_DEFERRED = {"depth": 0, "pending": None}
+
+
+def interrupt(exc: BaseException) -> None:
+    """Raise ``exc`` now, or when the store write in progress has finished.
+
+    The CLI's SIGINT and SIGTERM handlers call this, so an interrupt never
+    stops MLflow halfway through a write (which can leave a SQLite store locked).
+    """
+    if _DEFERRED["depth"] > 0:
+        _DEFERRED["pending"] = exc
+        return
+    raise exc
+
+
+@contextlib.contextmanager
+def interrupts_deferred():
+    """Hold interrupts raised through :func:`interrupt` until the block ends, then raise them."""
+    _DEFERRED["depth"] += 1
+    try:
+        yield
+    finally:
+        _DEFERRED["depth"] -= 1
+    pending = _DEFERRED["pending"]
+    if _DEFERRED["depth"] == 0 and pending is not None:
+        _DEFERRED["pending"] = None
+        raise pending
+
+
+def _uninterrupted(function):
+    """Run ``function`` with interrupts deferred (see :func:`interrupts_deferred`)."""
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        with interrupts_deferred():
+            return function(*args, **kwargs)
+
+    return wrapper
 
 
 def set_tracking_uri(tracking_uri: str | None) -> str:
@@ -219,13 +259,13 @@ def active_run(experiment_id: str, *, run_name: str, tags: dict, parent_run_id: 
             parent_run_id = project_run_id
     if parent_run_id is not None:
         all_tags[TAG_PARENT] = parent_run_id
-    run_id = client.create_run(experiment_id, tags=all_tags, run_name=run_name).info.run_id
-
-    # A parent run stays active while its children run; park it and restore it after.
-    outer = mlflow.active_run()
-    if outer is not None:
-        mlflow.end_run()
-    mlflow.start_run(run_id=run_id)
+    with interrupts_deferred():
+        run_id = client.create_run(experiment_id, tags=all_tags, run_name=run_name).info.run_id
+        # A parent run stays active while its children run; park it and restore it after.
+        outer = mlflow.active_run()
+        if outer is not None:
+            mlflow.end_run()
+        mlflow.start_run(run_id=run_id)
     status = RunStatus.to_string(RunStatus.FINISHED)
     try:
         yield run_id
@@ -234,18 +274,21 @@ def active_run(experiment_id: str, *, run_name: str, tags: dict, parent_run_id: 
             RunStatus.KILLED if isinstance(exc, KeyboardInterrupt) else RunStatus.FAILED
         )
         message = f"{type(exc).__name__}: {exc}"[:4000] if str(exc) else type(exc).__name__
-        client.set_tag(run_id, TAG_FAILURE, message)
+        with interrupts_deferred():
+            client.set_tag(run_id, TAG_FAILURE, message)
         raise
     finally:
-        mlflow.end_run(status=status)
-        if outer is not None:
-            mlflow.start_run(run_id=outer.info.run_id)
+        with interrupts_deferred():
+            mlflow.end_run(status=status)
+            if outer is not None:
+                mlflow.start_run(run_id=outer.info.run_id)
 
 
 MAX_PARAM_LENGTH = 6000
 """Maximum param length MLflow 3 stores; longer values go to an artifact."""
 
 
+@_uninterrupted
 def log_params(params: dict) -> None:
     """Log run parameters; None values are logged as the string ``None``.
 
@@ -263,11 +306,13 @@ def log_params(params: dict) -> None:
     mlflow.log_params(values)
 
 
+@_uninterrupted
 def log_metrics(metrics: dict) -> None:
     """Log scalar metrics of the active run."""
     mlflow.log_metrics({key: float(value) for key, value in metrics.items()})
 
 
+@_uninterrupted
 def log_history(history: dict) -> None:
     """Log per-epoch curves in one batch, with step = epoch (0-based).
 
@@ -290,6 +335,7 @@ def log_history(history: dict) -> None:
         MlflowClient().log_batch(run_id, metrics=entries[start:start + 1000])
 
 
+@_uninterrupted
 def set_tags(tags: dict, run_id: str | None = None) -> None:
     """Set tags on ``run_id``, or on the active run."""
     client = MlflowClient()
@@ -298,6 +344,7 @@ def set_tags(tags: dict, run_id: str | None = None) -> None:
         client.set_tag(run_id, key, str(value))
 
 
+@_uninterrupted
 def log_figure(fig, artifact_file: str, *, run_id: str | None = None) -> None:
     """Log a matplotlib figure as an image artifact of the active run, or of ``run_id``, and close it."""
     import matplotlib.pyplot as plt
@@ -318,6 +365,7 @@ def load_sklearn_model(model_uri: str):
     return _load_model(mlflow.sklearn.load_model, model_uri)
 
 
+@_uninterrupted
 def log_csv(rows: list[dict], artifact_file: str, *, fieldnames: list[str]) -> None:
     """Log rows of dicts as a CSV artifact with the given columns."""
     buffer = io.StringIO()
@@ -327,6 +375,7 @@ def log_csv(rows: list[dict], artifact_file: str, *, fieldnames: list[str]) -> N
     mlflow.log_text(buffer.getvalue(), artifact_file)
 
 
+@_uninterrupted
 def log_files(paths) -> None:
     """Log local files as artifacts at the root of the active run."""
     for path in paths:
@@ -337,6 +386,7 @@ def _pip_requirements(*packages: str) -> list[str]:
     return [f"{package}=={metadata.version(package)}" for package in packages]
 
 
+@_uninterrupted
 def log_encoder(encoder, X_example) -> str:
     """Log a Keras encoder as an MLflow model in Keras 3 format and return its URI.
 
@@ -358,6 +408,7 @@ def log_encoder(encoder, X_example) -> str:
     return info.model_uri
 
 
+@_uninterrupted
 def log_clusterer(model_file, *, encoder, clusterer_folder, code_path, extra_packages=()) -> str:
     """Log the pyfunc clusterer of an autoencoder run and return its model URI.
 
@@ -393,6 +444,7 @@ def log_clusterer(model_file, *, encoder, clusterer_folder, code_path, extra_pac
     return info.model_uri
 
 
+@_uninterrupted
 def log_pca(pca, X_example) -> str:
     """Log a fitted scikit-learn PCA with the sklearn flavour and return its URI."""
     import mlflow.sklearn
@@ -466,6 +518,7 @@ def runs_by_config_hash(experiment_id: str, config_hashes) -> dict[str, list[dic
     return grouped
 
 
+@_uninterrupted
 def mark_failed(run_id: str, reason: str) -> None:
     """End a run as FAILED with ``reason`` in its ``aeclust.failure`` tag."""
     client = MlflowClient()
@@ -560,6 +613,7 @@ def alias_holder(name: str, alias: str = BEST_ALIAS) -> dict | None:
     return {"version": str(version.version), "tags": dict(version.tags)}
 
 
+@_uninterrupted
 def register_model(model_uri: str, name: str, *, tags: dict, description: str) -> str:
     """Register ``model_uri`` as a new version of ``name``, point the alias ``best`` at it.
 

@@ -1,5 +1,7 @@
 """Resumed sweeps: FINISHED configurations are reused, failed and orphaned ones run again."""
 
+import os
+import signal
 import socket
 import subprocess
 
@@ -220,3 +222,41 @@ def test_changed_images_are_not_reused(tracking_uri, image_folder):
     changed = invoke_cli(*args)
     assert changed.exit_code == 0, changed.output
     assert "runs=1 reused=0" in changed.output
+
+
+def test_interrupt_waits_for_store_write():
+    from aeclust.config import Interrupted
+
+    with pytest.raises(Interrupted, match="SIGINT"):
+        with tracking.interrupts_deferred():
+            tracking.interrupt(Interrupted("SIGINT"))
+            finished_write = True  # Reached: the interrupt waits for the block to end.
+    assert finished_write
+    with pytest.raises(Interrupted):
+        tracking.interrupt(Interrupted("SIGTERM"))  # Outside a write it is raised at once.
+
+
+def test_sigint_during_model_logging_kills_cleanly(tracking_uri, monkeypatch):
+    """SIGINT while MLflow logs the encoder: the model is logged, then the run and sweep end KILLED."""
+    import mlflow.keras
+
+    original = mlflow.keras.log_model
+
+    def log_model_interrupted(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(mlflow.keras, "log_model", log_model_interrupted)
+    try:
+        result = invoke_cli("sweep", "--methods", "ae", "--latent-dims", "4,8", "--epochs", "1",
+                            "--sample-size", "200", "--no-tsne")
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    assert result.exit_code == 130, result.output
+    client = MlflowClient()
+    runs = client.search_runs([client.get_experiment_by_name("aeclust-digits").experiment_id])
+    statuses = sorted(run.info.status for run in runs)
+    assert statuses == ["KILLED", "KILLED"]  # The sweep and its first run; the second never started.
+    first = next(run for run in runs if run.data.tags.get(tracking.TAG_ROLE) == "run")
+    assert first.data.tags[tracking.TAG_FAILURE] == "Interrupted: SIGINT"
+    assert tracking.TAG_MODEL_URI in first.data.tags  # The write in progress completed.
