@@ -412,7 +412,14 @@ def run_sweep(
         params = sweep.base.params()
         for key in ("method", "extractor", "manifold", "clusterer", "latent_dim", "seed"):
             params.pop(key)
+        # The base config's method decides which step settings its params show; the sweep shows all.
         params.update(
+            learning_rate=base.learning_rate,
+            umap_neighbors=base.umap_neighbors,
+            umap_dim=base.umap_dim,
+            gmm_n_init=base.gmm_n_init,
+            tsne_runs=sweep.tsne_runs if base.tsne else "none",
+            executor=executor,
             methods=",".join(sweep.methods),
             latent_dims=",".join(str(dim) for dim in sweep.latent_dims),
             seeds=",".join(str(seed) for seed in sweep.seeds),
