@@ -4,7 +4,7 @@ Subcommands, each printing Markdown and writing JSON to ``--output``:
 
 ``study``
     Alternates (A B A B ...) the notebook's method (``notebook_method.py``,
-    no tracking) with ``aeclust sweep`` + ``aeclust compare`` on the same
+    no tracking) with ``aeclust sweep --tsne-runs best`` + ``aeclust compare`` on the same
     data and seed, each in its own process. It reports the median wall
     time, the ratio B/A, the peak RSS of each process, and both methods'
     ARI and silhouette per configuration.
@@ -57,7 +57,7 @@ def aeclust_commands(dataset: str, sample_size: int, seed: int, store: Path) -> 
     common = ["--tracking-uri", uri, "--quiet"]
     return [
         [sys.executable, "-m", "aeclust.cli", "sweep", "--dataset", dataset,
-         "--sample-size", str(sample_size), "--seed", str(seed), *common],
+         "--sample-size", str(sample_size), "--seed", str(seed), "--tsne-runs", "best", *common],
         [sys.executable, "-m", "aeclust.cli", "compare", "--dataset", dataset,
          "--output-dir", str(store / "out"), *common],
     ]
