@@ -279,8 +279,11 @@ def package_versions() -> dict:
     """Return the installed versions of aeclust and the libraries its results depend on."""
     from importlib import metadata
 
-    versions = {}
-    for package in ("aeclust", "tensorflow", "keras", "scikit-learn", "numpy", "mlflow", "openTSNE"):
+    from aeclust import __version__
+
+    # The package's own version, not the one recorded when an editable install was made.
+    versions = {"aeclust": __version__}
+    for package in ("tensorflow", "keras", "scikit-learn", "numpy", "mlflow", "openTSNE", "umap-learn"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:

@@ -36,6 +36,10 @@ def child_runs(client, experiment: str, sweep_run_id: str | None):
         "and attributes.status = 'FINISHED'",
         max_results=5000,
     )
+    # A resumed sweep counts the earlier runs it reused as its own.
+    runs += client.search_runs(
+        [experiment_id], f"tags.`aeclust.reused_by.{sweep_run_id}` = 'true'", max_results=5000
+    )
     return sweep_run_id, runs
 
 
@@ -59,7 +63,8 @@ def main() -> None:
         key = (run.data.params["method"], int(run.data.params["latent_dim"]))
         groups.setdefault(key, []).append(run)
 
-    print(f"Sweep {sweep_run_id}, {len(runs)} finished runs.\n")
+    n_reused = sum(f"aeclust.reused_by.{sweep_run_id}" in run.data.tags for run in runs)
+    print(f"Sweep {sweep_run_id}, {len(runs)} finished runs ({n_reused} reused from an earlier sweep).\n")
     print("| method | latent_dim | seeds | ARI | NMI | ACC | silhouette | s per run |")
     print("|---|---|---|---|---|---|---|---|")
     best: dict[str, tuple] = {}
