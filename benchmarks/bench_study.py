@@ -118,20 +118,20 @@ def study(args) -> dict:
 
 
 PROFILE_GROUPS = {
-    "autoencoder training": ("models.py:", "fit_autoencoder"),
-    "PCA": ("models.py:", "fit_pca"),
-    "clustering": ("cluster.py:", "fit_clusters"),
-    "silhouette": ("metrics.py:", "silhouette"),
-    "t-SNE": ("embed.py:", "tsne_2d"),
-    "figures (all, t-SNE included)": ("pipeline.py:", "_log_figures"),
-    "MLflow: encoder and models": ("tracking.py:", "log_encoder"),
-    "MLflow: clusterer model": ("tracking.py:", "log_clusterer"),
-    "MLflow: PCA model": ("tracking.py:", "log_pca"),
-    "MLflow: figures": ("tracking.py:", "log_figure"),
-    "MLflow: params, metrics, CSV": ("tracking.py:", "log_params log_metrics log_history log_csv"),
-    "MLflow: run start and end": ("tracking.py:", "active_run"),
-    "data loading": ("pipeline.py:", "load_data"),
-    "compare (whole command)": ("compare.py:", "run_compare"),
+    "autoencoder training": ("models.py", "fit_autoencoder"),
+    "PCA": ("models.py", "fit_pca"),
+    "clustering": ("cluster.py", "fit_clusters"),
+    "silhouette": ("metrics.py", "silhouette"),
+    "t-SNE": ("embed.py", "tsne_2d"),
+    "figures per run (drawing and logging)": ("pipeline.py", "_log_figures"),
+    "MLflow: encoder model": ("tracking.py", "log_encoder"),
+    "MLflow: clusterer model": ("tracking.py", "log_clusterer"),
+    "MLflow: PCA model": ("tracking.py", "log_pca"),
+    "MLflow: figures (PNG rendering included)": ("tracking.py", "log_figure"),
+    "MLflow: params, metrics, CSV": ("tracking.py", "log_params log_metrics log_history log_csv"),
+    "MLflow: run start and end": ("tracking.py", "active_run"),
+    "data loading": ("pipeline.py", "load_data"),
+    "compare (whole command)": ("compare.py", "run_compare"),
 }
 
 
