@@ -12,6 +12,9 @@ Subcommands, each printing Markdown and writing JSON to ``--output``:
     Runs ``aeclust sweep`` + ``compare`` once under cProfile and splits the
     wall time into training, clustering, silhouette, t-SNE, figures, MLflow
     calls and data loading.
+``jobs``
+    Times ``aeclust sweep --no-tsne`` with ``--jobs 1`` and with ``--jobs N``
+    on the same data and seed, and checks that both give the same scores.
 ``silhouette``
     Times aeclust's exact blocked silhouette against scikit-learn's
     ``silhouette_score`` on the same features, in the same process.
@@ -162,6 +165,33 @@ def profile(args) -> dict:
     return {"dataset": args.dataset, "wall_s": wall, "parts_s": totals}
 
 
+def jobs(args) -> dict:
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "AECLUST_CACHE_DIR": str(workdir / "array-cache")}
+    result = {"dataset": args.dataset}
+    scores = {}
+    for n_jobs in (1, args.jobs):
+        store = Path(tempfile.mkdtemp(dir=workdir, prefix=f"jobs{n_jobs}-"))
+        command = [sys.executable, "-m", "aeclust.cli", "sweep", "--dataset", args.dataset,
+                   "--sample-size", str(args.sample_size), "--seed", str(args.seed), "--no-tsne",
+                   "--jobs", str(n_jobs), "--tracking-uri", f"sqlite:///{store / 'mlflow.db'}", "--quiet"]
+        seconds, rss, _ = peak_rss_mib(command, env, store)
+        import sqlite3
+
+        with sqlite3.connect(store / "mlflow.db") as connection:
+            rows = connection.execute(
+                "select r.name, m.value from runs r join latest_metrics m on r.run_uuid = m.run_uuid "
+                "where m.key = 'ari'").fetchall()
+        scores[n_jobs] = dict(rows)
+        result[f"jobs_{n_jobs}_s"] = seconds
+        print(f"| --jobs {n_jobs} | {seconds:.1f} s | peak RSS of the main process {rss:.0f} MiB |", flush=True)
+    differences = [abs(scores[1][name] - scores[args.jobs][name]) for name in scores[1]]
+    result["max_ari_difference"] = max(differences)
+    print(f"largest ARI difference between the two: {max(differences):.2e}")
+    return result
+
+
 def silhouette(args) -> dict:
     import numpy as np
     from sklearn.datasets import make_blobs
@@ -219,6 +249,13 @@ def main() -> None:
         sub.add_argument("--output", required=True)
         if name == "study":
             sub.add_argument("--repeats", type=int, default=2)
+    sub = commands.add_parser("jobs")
+    sub.add_argument("--dataset", required=True)
+    sub.add_argument("--sample-size", type=int, default=5000)
+    sub.add_argument("--seed", type=int, default=42)
+    sub.add_argument("--jobs", type=int, default=2)
+    sub.add_argument("--workdir", default=tempfile.mkdtemp(prefix="aeclust-bench-"))
+    sub.add_argument("--output", required=True)
     sub = commands.add_parser("silhouette")
     sub.add_argument("--n-points", type=int, default=50_000)
     sub.add_argument("--n-features", type=int, default=64)
@@ -230,7 +267,8 @@ def main() -> None:
     sub.add_argument("--output", required=True)
     args = parser.parse_args()
 
-    result = {"study": study, "profile": profile, "silhouette": silhouette, "tsne": tsne}[args.command](args)
+    commands_by_name = {"study": study, "profile": profile, "jobs": jobs, "silhouette": silhouette, "tsne": tsne}
+    result = commands_by_name[args.command](args)
     result["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(result, indent=1, default=str), encoding="utf-8")
