@@ -185,7 +185,7 @@ def jobs(args) -> dict:
                 "where m.key = 'ari'").fetchall()
         scores[n_jobs] = dict(rows)
         result[f"jobs_{n_jobs}_s"] = seconds
-        print(f"| --jobs {n_jobs} | {seconds:.1f} s | peak RSS of the main process {rss:.0f} MiB |", flush=True)
+        print(f"| --jobs {n_jobs} | {seconds:.1f} s | peak RSS of the largest process {rss:.0f} MiB |", flush=True)
     differences = [abs(scores[1][name] - scores[args.jobs][name]) for name in scores[1]]
     result["max_ari_difference"] = max(differences)
     print(f"largest ARI difference between the two: {max(differences):.2e}")
