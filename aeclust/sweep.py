@@ -312,6 +312,7 @@ def _run_configs_ray(planned, samples, *, experiment_id, sweep_run_id, address, 
             yield name, result
     except BaseException:
         # Cancelling raises KeyboardInterrupt in each task, so its open run ends KILLED.
+        # NOTE: tested only on an in-process stand-in for Ray, not on a real cluster.
         for ref in pending:
             ray.cancel(ref)
         raise
