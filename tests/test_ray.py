@@ -83,6 +83,7 @@ SWEEP = ("sweep", "--executor", "ray", "--methods", "pca,ae", "--latent-dims", "
          "--sample-size", "200", "--no-tsne")
 
 
+@pytest.mark.parametrize("tracking_uri", ["sqlite"], indirect=True)
 def test_sweep_as_ray_tasks_then_resume(tracking_uri, fake_ray, head_address):
     first = invoke_cli(*SWEEP, "--ray-address", head_address, "--ray-cpus-per-task", "2")
     assert first.exit_code == 0, first.output
@@ -96,6 +97,7 @@ def test_sweep_as_ray_tasks_then_resume(tracking_uri, fake_ray, head_address):
     assert "runs=0 reused=2" in second.output
 
 
+@pytest.mark.parametrize("tracking_uri", ["sqlite"], indirect=True)
 def test_failed_ray_task_marks_run(tracking_uri, fake_ray, head_address, monkeypatch):
     from aeclust import models
 

@@ -205,6 +205,7 @@ def test_kill_9_then_resume_leaves_one_run_each(tracking_uri):
     assert sorted(finished) == ["ae-d16-s42", "ae-d8-s42", "pca-d16-s42", "pca-d8-s42"]
 
 
+@pytest.mark.parametrize("tracking_uri", ["sqlite"], indirect=True)
 def test_changed_images_are_not_reused(tracking_uri, image_folder):
     """A resumed sweep reruns the configurations whose images changed since their run."""
     from PIL import Image
@@ -236,6 +237,7 @@ def test_interrupt_waits_for_store_write():
         tracking.interrupt(Interrupted("SIGTERM"))  # Outside a write it is raised at once.
 
 
+@pytest.mark.parametrize("tracking_uri", ["sqlite"], indirect=True)
 def test_sigint_during_model_logging_kills_cleanly(tracking_uri, monkeypatch):
     """SIGINT while MLflow logs the encoder: the model is logged, then the run and sweep end KILLED."""
     import mlflow.keras
