@@ -23,8 +23,14 @@ fi
 $sudo_cmd pg_ctlcluster "$version" "$name" start > /dev/null 2>&1 || true
 
 run_psql() { $sudo_cmd su postgres -c "psql -p $port -v ON_ERROR_STOP=1 -q -c \"$1\"" > /dev/null; }
-run_psql "DROP DATABASE IF EXISTS aeclust_test"
+# Databases a stopped test run left behind belong to the role, so they go before it.
+leftovers=$($sudo_cmd su postgres -c "psql -p $port -At -c \"SELECT d.datname FROM pg_database d JOIN pg_roles r ON d.datdba = r.oid WHERE r.rolname = 'aeclust_test'\"")
+for database in $leftovers; do
+    run_psql "DROP DATABASE IF EXISTS $database WITH (FORCE)"
+done
 run_psql "DROP ROLE IF EXISTS aeclust_test"
 run_psql "CREATE ROLE aeclust_test LOGIN CREATEDB PASSWORD 'aeclust_test'"
 run_psql "CREATE DATABASE aeclust_test OWNER aeclust_test"
+# DROP DATABASE ... WITH (FORCE) at a test's end may have to stop an autovacuum worker.
+run_psql "GRANT pg_signal_backend TO aeclust_test"
 echo "postgresql://aeclust_test:aeclust_test@127.0.0.1:$port/aeclust_test"

@@ -55,8 +55,24 @@ def fresh_postgres_database():
     try:
         yield f"{base}/{name}"
     finally:
-        with psycopg.connect(POSTGRES_URI, autocommit=True) as connection:
-            connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        _drop_database(name)
+
+
+def _drop_database(name: str) -> None:
+    """Drop a test database, retrying while a server process (autovacuum) still holds it."""
+    import time
+
+    import psycopg
+
+    for attempt in range(5):
+        try:
+            with psycopg.connect(POSTGRES_URI, autocommit=True) as connection:
+                connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            return
+        except psycopg.errors.InsufficientPrivilege:
+            if attempt == 4:
+                raise
+            time.sleep(1)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
