@@ -91,7 +91,7 @@ def silhouette_exact(X: np.ndarray, labels: np.ndarray, *, n_jobs: int | None = 
     Gives the same value as ``sklearn.metrics.silhouette_score(X, labels)``
     without sampling, but keeps at most ``block_bytes`` of distances
     per thread. The rows are sorted by cluster, so each block's distances
-    are summed per cluster with one ``np.add.reduceat``; squared distances
+    are summed per cluster with one ``np.add.reduceat``. Squared distances
     come from matrix products (``|x|^2 + |y|^2 - 2 x.y``) on centred data,
     and the sums are kept in float64.
 

@@ -59,7 +59,7 @@ def fresh_postgres_database():
 
 
 def _drop_database(name: str) -> None:
-    """Drop a test database, retrying while a server process (autovacuum) still holds it."""
+    """Drop a test database, retrying while a server process (autovacuum) still uses it."""
     import time
 
     import psycopg
