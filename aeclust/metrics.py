@@ -86,14 +86,17 @@ def silhouette(
 
 def silhouette_exact(X: np.ndarray, labels: np.ndarray, *, n_jobs: int | None = None,
                      block_bytes: int = BLOCK_BYTES) -> float:
-    """Compute the exact mean Euclidean silhouette one block of rows at a time.
+    """Compute the exact mean Euclidean silhouette one tile of the distance matrix at a time.
 
     Gives the same value as ``sklearn.metrics.silhouette_score(X, labels)``
     without sampling, but keeps at most ``block_bytes`` of distances
-    per thread. The rows are sorted by cluster, so each block's distances
-    are summed per cluster with one ``np.add.reduceat``. Squared distances
-    come from matrix products (``|x|^2 + |y|^2 - 2 x.y``) on centred data,
-    and the sums are kept in float64.
+    per thread. The distance matrix is symmetric, so only the tiles on and
+    above its diagonal are computed; each off-diagonal tile adds to the
+    per-cluster sums of its rows and of its columns. The rows are sorted by
+    cluster, so each cluster is one contiguous run of a tile's rows and
+    columns. Squared distances come from one matrix product of centred points
+    extended with their squared norms (``|x|^2 + |y|^2 - 2 x.y``), and the
+    sums are kept in float64.
 
     Parameters
     ----------
@@ -102,9 +105,9 @@ def silhouette_exact(X: np.ndarray, labels: np.ndarray, *, n_jobs: int | None = 
     labels : ndarray of shape (n_samples,)
         Cluster of each point; 2 to n_samples - 1 distinct values.
     n_jobs : int or None, default=None
-        Threads that compute blocks at once; None means one per CPU core.
+        Threads that compute tiles at once; None means one per CPU core.
     block_bytes : int, default=64 MiB
-        Memory for the distances of one block.
+        Memory for the distances of one tile.
 
     Returns
     -------
@@ -112,6 +115,7 @@ def silhouette_exact(X: np.ndarray, labels: np.ndarray, *, n_jobs: int | None = 
         A point alone in its cluster scores 0, as in scikit-learn.
     """
     import os
+    import threading
     from concurrent.futures import ThreadPoolExecutor
 
     from threadpoolctl import threadpool_limits
@@ -124,41 +128,61 @@ def silhouette_exact(X: np.ndarray, labels: np.ndarray, *, n_jobs: int | None = 
     points = np.asarray(X[order], dtype=dtype)
     points = points - points.mean(axis=0, dtype=np.float64).astype(dtype)
     sizes = np.bincount(cluster_of)
-    starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+    n_samples, n_clusters = len(points), len(sizes)
     squared_norms = np.einsum("ij,ij->i", points, points)
+    ones = np.ones((n_samples, 1), dtype=dtype)
+    # left[i] . right[j] = |x_i|^2 + |x_j|^2 - 2 x_i.x_j, so one product gives the squared distances.
+    left = np.hstack([points * dtype(-2.0), squared_norms[:, np.newaxis], ones])
+    right = np.ascontiguousarray(np.hstack([points, ones, squared_norms[:, np.newaxis]]).T)
 
-    n_samples = len(points)
-    rows = max(1, int(block_bytes // (n_samples * np.dtype(dtype).itemsize)))
-    blocks = [(start, min(start + rows, n_samples)) for start in range(0, n_samples, rows)]
-    scores = np.empty(n_samples, dtype=np.float64)
+    side = max(1, int(np.sqrt(block_bytes / np.dtype(dtype).itemsize)))
+    bounds = [(start, min(start + side, n_samples)) for start in range(0, n_samples, side)]
+    tiles = [(i, j) for i in range(len(bounds)) for j in range(i, len(bounds))]
+    local = threading.local()
+    totals = []
 
-    def score_block(block):
-        start, stop = block
-        distances = points[start:stop] @ points.T
-        distances *= -2.0
-        distances += squared_norms[start:stop, np.newaxis]
-        distances += squared_norms[np.newaxis, :]
-        np.maximum(distances, 0.0, out=distances)
+    def cluster_runs(start, stop):
+        """Yield (cluster, first, stop) for each run of one cluster in [start, stop), relative to start."""
+        clusters = cluster_of[start:stop]
+        firsts = np.flatnonzero(np.r_[True, clusters[1:] != clusters[:-1]])
+        for first, end in zip(firsts, np.r_[firsts[1:], stop - start]):
+            yield clusters[first], first, end
+
+    def add_tile(tile):
+        if not hasattr(local, "sums"):
+            local.sums = np.zeros((n_samples, n_clusters), dtype=np.float64)
+            totals.append(local.sums)
+        sums = local.sums
+        (row_start, row_stop), (col_start, col_stop) = bounds[tile[0]], bounds[tile[1]]
+        distances = left[row_start:row_stop] @ right[:, col_start:col_stop]
+        # Round-off can leave a zero distance slightly below 0; its size is the error either way,
+        # and abs is cheaper than clipping.
+        np.abs(distances, out=distances)
         np.sqrt(distances, out=distances)
-        # A point's distance to itself is 0; round-off in the product can leave a small value.
-        distances[np.arange(stop - start), np.arange(start, stop)] = 0.0
-        sums = np.add.reduceat(distances, starts, axis=1, dtype=np.float64)
-        own = cluster_of[start:stop]
-        own_size = sizes[own]
-        index = np.arange(stop - start)
-        inside = sums[index, own] / np.maximum(own_size - 1, 1)
-        mean_to = sums / sizes
-        mean_to[index, own] = np.inf
-        nearest = mean_to.min(axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            score = (nearest - inside) / np.maximum(inside, nearest)
-        scores[start:stop] = np.where(own_size > 1, np.nan_to_num(score), 0.0)
+        if tile[0] == tile[1]:
+            # A point's distance to itself is 0; round-off in the product can leave a small value.
+            distances[np.arange(row_stop - row_start), np.arange(row_stop - row_start)] = 0.0
+        for cluster, first, end in cluster_runs(col_start, col_stop):
+            sums[row_start:row_stop, cluster] += distances[:, first:end].sum(axis=1, dtype=np.float64)
+        if tile[0] != tile[1]:
+            for cluster, first, end in cluster_runs(row_start, row_stop):
+                sums[col_start:col_stop, cluster] += distances[first:end].sum(axis=0, dtype=np.float64)
 
     n_jobs = n_jobs or os.cpu_count() or 1
-    # Each thread multiplies its own block, so BLAS runs one thread per block.
+    # Each thread multiplies its own tile, so BLAS runs one thread per tile.
     with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(n_jobs) as pool:
-        list(pool.map(score_block, blocks))
-    return float(scores.mean())
+        list(pool.map(add_tile, tiles))
+    sums = np.sum(totals, axis=0)
+
+    index = np.arange(n_samples)
+    own_size = sizes[cluster_of]
+    inside = sums[index, cluster_of] / np.maximum(own_size - 1, 1)
+    mean_to = sums / sizes
+    mean_to[index, cluster_of] = np.inf
+    nearest = mean_to.min(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        score = (nearest - inside) / np.maximum(inside, nearest)
+    return float(np.where(own_size > 1, np.nan_to_num(score), 0.0).mean())
 
 
 def external_scores(labels_true: np.ndarray, labels_pred: np.ndarray) -> dict[str, float]:
