@@ -20,6 +20,11 @@ Subcommands, each printing Markdown and writing JSON to ``--output``:
     ``silhouette_score`` on the same features, in the same process.
 ``tsne``
     Times openTSNE through aeclust on N points of PCA features of images.
+``fullsize``
+    Runs a default ``aeclust sweep`` on a whole split (``--sample-size 0``)
+    and ``compare``, and reports the wall time and peak RSS of each. With
+    ``--n-points`` it first makes that many EMNIST-sized images from the
+    EMNIST .npz file.
 
 Example::
 
@@ -188,6 +193,9 @@ def jobs(args) -> dict:
         print(f"| --jobs {n_jobs} | {seconds:.1f} s | peak RSS of the largest process {rss:.0f} MiB |", flush=True)
     differences = [abs(scores[1][name] - scores[args.jobs][name]) for name in scores[1]]
     result["max_ari_difference"] = max(differences)
+    print(f"--jobs {args.jobs} against --jobs 1: {result[f'jobs_{args.jobs}_s'] / result['jobs_1_s']:.2f}x, "
+          f"largest ARI difference {max(differences):.2e}")
+    return result
     print(f"largest ARI difference between the two: {max(differences):.2e}")
     return result
 
@@ -214,27 +222,72 @@ def silhouette(args) -> dict:
             "sklearn_s": reference_s, "ratio": ours_s / reference_s, "aeclust": ours, "sklearn": reference}
 
 
-def tsne(args) -> dict:
+def emnist_sized(dataset: str, n_points: int):
+    """Make ``n_points`` 28 x 28 images from the EMNIST .npz file's train images, with their labels.
+
+    Each image is a train image drawn with replacement and shifted by up to
+    2 pixels in each direction (seed 0), so the set has EMNIST-balanced's
+    train size and classes without being 12 copies of each image.
+    """
     import numpy as np
+
+    with np.load(dataset, allow_pickle=False) as archive:
+        keep = archive["split"] == 0
+        images, labels, mapping = archive["images"][keep], archive["labels"][keep], archive["mapping"]
+    rng = np.random.default_rng(0)
+    picks = rng.integers(0, len(images), size=n_points)
+    shifts = rng.integers(-2, 3, size=(n_points, 2))
+    stack = np.empty((n_points, 28, 28), dtype=np.uint8)
+    for row, (pick, (dy, dx)) in enumerate(zip(picks, shifts)):
+        stack[row] = np.roll(images[pick], (dy, dx), axis=(0, 1))
+    return stack, labels[picks], mapping
+
+
+def tsne(args) -> dict:
     from sklearn.decomposition import PCA
 
     from aeclust.embed import tsne_2d
 
-    with np.load(args.dataset, allow_pickle=False) as archive:
-        images = archive["images"][archive["split"] == 0]
-    # 28x28 images of EMNIST size: the shared images, each shifted by up to 2 pixels, drawn with replacement.
-    rng = np.random.default_rng(0)
-    picks = rng.integers(0, len(images), size=args.n_points)
-    shifts = rng.integers(-2, 3, size=(args.n_points, 2))
-    stack = np.empty((args.n_points, 28, 28), dtype=np.uint8)
-    for row, (pick, (dy, dx)) in enumerate(zip(picks, shifts)):
-        stack[row] = np.roll(images[pick], (dy, dx), axis=(0, 1))
+    stack, _, _ = emnist_sized(args.dataset, args.n_points)
     features = PCA(n_components=50, random_state=0).fit_transform(stack.reshape(args.n_points, -1) / 255.0)
     start = time.perf_counter()
     embedding = tsne_2d(features, random_state=0)
     seconds = time.perf_counter() - start
     print(f"| t-SNE of {args.n_points:,} points (50 PCA features) | {seconds:.0f} s | {embedding.shape} |")
     return {"n_points": args.n_points, "seconds": seconds}
+
+
+def fullsize(args) -> dict:
+    """Run a default sweep + compare on a whole split: a folder as it is, or EMNIST-sized images."""
+    import numpy as np
+
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "AECLUST_CACHE_DIR": str(workdir / "array-cache")}
+    dataset = args.dataset
+    if args.n_points:
+        stack, labels, mapping = emnist_sized(args.dataset, args.n_points)
+        dataset = str(workdir / f"emnist-sized-{args.n_points}.npz")
+        np.savez(dataset, images=stack, labels=labels, mapping=mapping)
+    store = Path(tempfile.mkdtemp(dir=workdir, prefix="fullsize-"))
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    commands = {
+        "sweep": [sys.executable, "-m", "aeclust.cli", "sweep", "--dataset", dataset, "--sample-size", "0",
+                  "--tracking-uri", uri],
+        "compare": [sys.executable, "-m", "aeclust.cli", "compare", "--dataset", dataset,
+                    "--output-dir", str(store / "out"), "--tracking-uri", uri],
+    }
+    result = {"dataset": dataset, "n_points": args.n_points}
+    for name, command in commands.items():
+        seconds, rss, output = peak_rss_mib(command, env, store)
+        result[f"{name}_s"], result[f"{name}_peak_rss_mib"] = seconds, rss
+        (workdir / f"{name}.log").write_text(output, encoding="utf-8")
+        print(f"| {name} | {seconds:.0f} s | peak RSS {rss:.0f} MiB |", flush=True)
+    result["scores"] = aeclust_scores(store)
+    print("| method | latent_dim | ARI | silhouette |\n|---|---|---|---|")
+    for row in result["scores"]:
+        print(f"| {row['method']} | {row['latent_dim']} | {row['ari']:.4f} | {row['silhouette']:.4f} |")
+    return result
 
 
 def main() -> None:
@@ -265,9 +318,16 @@ def main() -> None:
     sub.add_argument("--dataset", required=True, help="The EMNIST .npz file.")
     sub.add_argument("--n-points", type=int, default=112_800)
     sub.add_argument("--output", required=True)
+    sub = commands.add_parser("fullsize")
+    sub.add_argument("--dataset", required=True, help="An image folder, or the EMNIST .npz file with --n-points.")
+    sub.add_argument("--n-points", type=int, default=0,
+                     help="Make this many EMNIST-sized images from the .npz file; 0 uses --dataset as it is.")
+    sub.add_argument("--workdir", default=tempfile.mkdtemp(prefix="aeclust-bench-"))
+    sub.add_argument("--output", required=True)
     args = parser.parse_args()
 
-    commands_by_name = {"study": study, "profile": profile, "jobs": jobs, "silhouette": silhouette, "tsne": tsne}
+    commands_by_name = {"study": study, "profile": profile, "jobs": jobs, "silhouette": silhouette, "tsne": tsne,
+                        "fullsize": fullsize}
     result = commands_by_name[args.command](args)
     result["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
