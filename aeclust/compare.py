@@ -375,15 +375,12 @@ def run_compare(config: CompareConfig) -> CompareResult:
 
 def write_outputs(summary: dict, output_dir: Path, *, language: str) -> list[Path]:
     """Write ``dim_optimization.png``, ``summary.md`` and ``summary.json``; return their paths."""
-    import matplotlib.pyplot as plt
-
     figure_path = output_dir / tracking.ARTIFACT_DIMENSION_PLOT
     methods = sorted({row["method"] for row in summary["table"]})
     fig = plots.dimension_figure(
         summary["table"], methods=methods, title=f"{summary['dataset']}: scores against latent_dim"
     )
-    fig.savefig(figure_path, dpi=120)
-    plt.close(fig)
+    figure_path.write_bytes(plots.render_png(fig, dpi=120))
 
     markdown_path = output_dir / tracking.ARTIFACT_SUMMARY_MD
     markdown_path.write_text(report.summary_markdown(summary, language=language), encoding="utf-8")

@@ -219,6 +219,11 @@ def _copy_encoder_weights(source, target) -> None:
         ) from exc
 
 
+def _same_twice(batch):
+    """Pair a batch with itself: an autoencoder's input is its target."""
+    return batch, batch
+
+
 def fit_autoencoder(
     X: np.ndarray,
     *,
@@ -281,7 +286,7 @@ def fit_autoencoder(
     rng = np.random.default_rng(random_state)
     order = rng.permutation(len(X))
     n_val = max(1, int(round(len(X) * VALIDATION_SPLIT)))
-    X_val, X_train = X[order[:n_val]], X[order[n_val:]]
+    X_val, train_index = X[order[:n_val]], order[n_val:]
 
     if image_shape is None:
         autoencoder, encoder = build_autoencoder(
@@ -293,7 +298,7 @@ def fit_autoencoder(
         )
     if init_encoder is not None:
         _copy_encoder_weights(init_encoder, encoder)
-    steps = max(1, int(np.ceil(len(X_train) / batch_size)))
+    steps = max(1, int(np.ceil(len(train_index) / batch_size)))
     # A compiled step and several steps per call cut the per-batch Python cost.
     autoencoder.compile(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
@@ -302,10 +307,14 @@ def fit_autoencoder(
         steps_per_execution=steps,
     )
 
+    # The pipeline shuffles row numbers and gathers each batch from one copy of X, so no
+    # shuffle buffer or second copy of the training images is held in memory.
+    pixels = tf.constant(X)
     train_data = (
-        tf.data.Dataset.from_tensor_slices((X_train, X_train))
-        .shuffle(len(X_train), seed=random_state, reshuffle_each_iteration=True)
+        tf.data.Dataset.from_tensor_slices(train_index)
+        .shuffle(len(train_index), seed=random_state, reshuffle_each_iteration=True)
         .batch(batch_size)
+        .map(lambda rows: _same_twice(tf.gather(pixels, rows)))
     )
     val_data = tf.data.Dataset.from_tensor_slices((X_val, X_val)).batch(batch_size)
     callbacks = [

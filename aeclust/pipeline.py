@@ -222,7 +222,8 @@ def _fit_and_score(config: RunConfig, image_set: data.ImageSet, init_encoder=Non
     return scores
 
 
-_FEATURES_KEPT = 32
+_FEATURES_BYTES = 256 * 2**20
+"""Memory for the features that later runs of the same process may reuse; the oldest go first."""
 _features_cache: dict = {}
 
 
@@ -252,8 +253,9 @@ def _extract_features(config: RunConfig, image_set: data.ImageSet, X, init_encod
             tracking.log_history(fitted.history)
         return fitted
     fitted = _fit_extractor(config, image_set, X, init_encoder)
-    if len(_features_cache) >= _FEATURES_KEPT:
-        _features_cache.pop(next(iter(_features_cache)))
+    kept = sum(entry[0].features.nbytes for entry in _features_cache.values())
+    while _features_cache and kept + fitted.features.nbytes > _FEATURES_BYTES:
+        kept -= _features_cache.pop(next(iter(_features_cache)))[0].features.nbytes
     # The image set is kept with the entry so that its id is not reused while the entry lives.
     _features_cache[key] = (fitted, tracking.active_run_id(), image_set)
     return fitted
@@ -372,7 +374,8 @@ def _log_figures(config, image_set, fitted, space, labels_pred, centers) -> None
         except Exception:  # A figure must never cost the run its metrics and model.
             logger.exception("Drawing %s failed; the run goes on without it.", artifact_file)
             continue
-        tracking.log_figure(fig, artifact_file)
+        png = plots.render_png(fig)
+        tracking.log_png(png, artifact_file)
         logger.debug("%s took %.1f s.", artifact_file, time.perf_counter() - start)
 
 
@@ -401,7 +404,7 @@ def draw_tsne_later(result: RunResult, image_set: data.ImageSet, *, tsne_samples
     text = tracking.read_artifact_text(result.run_id, tracking.ARTIFACT_ASSIGNMENTS)
     labels_pred = np.array([int(row["cluster"]) for row in csv.DictReader(io.StringIO(text))])
     fig = _tsne_figure(config, image_set, features, labels_pred)
-    tracking.log_figure(fig, tracking.ARTIFACT_TSNE, run_id=result.run_id)
+    tracking.log_png(plots.render_png(fig), tracking.ARTIFACT_TSNE, run_id=result.run_id)
     tracking.set_tags({tracking.TAG_TSNE: "drawn after the sweep, as the best run of its method"},
                       run_id=result.run_id)
 

@@ -15,6 +15,18 @@ LEGEND_ROWS = 16
 """Legend entries per column before a new column starts."""
 
 
+def render_png(fig, *, dpi: float | None = None) -> bytes:
+    """Render a figure as PNG bytes and close it."""
+    import io
+
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", dpi=dpi)
+    finally:
+        plt.close(fig)
+    return buffer.getvalue()
+
+
 def tsne_figure(embedding, labels_true, labels_pred, *, class_names, cluster_names, title=""):
     """Draw a t-SNE map in two panels: coloured by true class and by cluster.
 

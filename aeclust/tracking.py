@@ -14,6 +14,7 @@ import functools
 import io
 import logging
 import os
+import posixpath
 import socket
 import tempfile
 from importlib import metadata
@@ -345,17 +346,20 @@ def set_tags(tags: dict, run_id: str | None = None) -> None:
 
 
 @_uninterrupted
-def log_figure(fig, artifact_file: str, *, run_id: str | None = None) -> None:
-    """Log a matplotlib figure as an image artifact of the active run, or of ``run_id``, and close it."""
-    import matplotlib.pyplot as plt
+def log_png(png: bytes, artifact_file: str, *, run_id: str | None = None) -> None:
+    """Log PNG bytes as the image artifact ``artifact_file`` of the active run, or of ``run_id``.
 
-    try:
+    The figure is rendered by the caller (see ``aeclust.plots.render_png``),
+    so this call only stores the file.
+    """
+    directory, name = posixpath.split(artifact_file)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        path.write_bytes(png)
         if run_id is None:
-            mlflow.log_figure(fig, artifact_file)
+            mlflow.log_artifact(str(path), artifact_path=directory or None)
         else:
-            MlflowClient().log_figure(run_id, fig, artifact_file)
-    finally:
-        plt.close(fig)
+            MlflowClient().log_artifact(run_id, str(path), artifact_path=directory or None)
 
 
 def load_sklearn_model(model_uri: str):
