@@ -125,15 +125,17 @@ def silhouette_exact(X: np.ndarray, labels: np.ndarray, *, n_jobs: int | None = 
     _, inverse = np.unique(np.asarray(labels).reshape(-1), return_inverse=True)
     order = np.argsort(inverse, kind="stable")
     cluster_of = inverse[order]
-    points = np.asarray(X[order], dtype=dtype)
-    points = points - points.mean(axis=0, dtype=np.float64).astype(dtype)
+    n_samples, n_features = X.shape
+    # Each row is [x, |x|^2, 1] for the centred point x. With the first n_features columns times -2
+    # and the last two swapped, a row times another row gives |x|^2 + |y|^2 - 2 x.y, the squared
+    # distance, so one matrix product per tile gives them all. Only this one array is kept.
+    augmented = np.empty((n_samples, n_features + 2), dtype=dtype)
+    augmented[:, :n_features] = X[order]
+    augmented[:, :n_features] -= X.mean(axis=0, dtype=np.float64).astype(dtype)
+    augmented[:, n_features] = np.einsum("ij,ij->i", augmented[:, :n_features], augmented[:, :n_features])
+    augmented[:, n_features + 1] = 1.0
     sizes = np.bincount(cluster_of)
-    n_samples, n_clusters = len(points), len(sizes)
-    squared_norms = np.einsum("ij,ij->i", points, points)
-    ones = np.ones((n_samples, 1), dtype=dtype)
-    # left[i] . right[j] = |x_i|^2 + |x_j|^2 - 2 x_i.x_j, so one product gives the squared distances.
-    left = np.hstack([points * dtype(-2.0), squared_norms[:, np.newaxis], ones])
-    right = np.ascontiguousarray(np.hstack([points, ones, squared_norms[:, np.newaxis]]).T)
+    n_clusters = len(sizes)
 
     side = max(1, int(np.sqrt(block_bytes / np.dtype(dtype).itemsize)))
     bounds = [(start, min(start + side, n_samples)) for start in range(0, n_samples, side)]
@@ -154,7 +156,10 @@ def silhouette_exact(X: np.ndarray, labels: np.ndarray, *, n_jobs: int | None = 
             totals.append(local.sums)
         sums = local.sums
         (row_start, row_stop), (col_start, col_stop) = bounds[tile[0]], bounds[tile[1]]
-        distances = left[row_start:row_stop] @ right[:, col_start:col_stop]
+        left = augmented[row_start:row_stop].copy()
+        left[:, :n_features] *= -2.0
+        left[:, [n_features, n_features + 1]] = left[:, [n_features + 1, n_features]]
+        distances = left @ augmented[col_start:col_stop].T
         # Round-off can leave a zero distance slightly below 0; its size is the error either way,
         # and abs is cheaper than clipping.
         np.abs(distances, out=distances)

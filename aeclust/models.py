@@ -219,9 +219,17 @@ def _copy_encoder_weights(source, target) -> None:
         ) from exc
 
 
-def _same_twice(batch):
-    """Pair a batch with itself: an autoencoder's input is its target."""
-    return batch, batch
+def encode(model, X: np.ndarray, *, batch_size: int = 1024) -> np.ndarray:
+    """Apply a Keras model to the rows of ``X`` one batch at a time; return float32 outputs.
+
+    Unlike ``model.predict``, this never converts the whole of ``X`` to a
+    tensor, so a full-size split costs only its outputs in memory.
+    """
+    outputs = [
+        np.asarray(model.predict_on_batch(X[start:start + batch_size]), dtype=np.float32)
+        for start in range(0, len(X), batch_size)
+    ]
+    return np.concatenate(outputs) if outputs else np.empty((0, *model.output_shape[1:]), np.float32)
 
 
 def fit_autoencoder(
@@ -282,6 +290,7 @@ def fit_autoencoder(
             f"X has values in [{np.nanmin(X):g}, {np.nanmax(X):g}] but the autoencoder needs pixels "
             "in [0, 1] (its output is a sigmoid): scale uint8 images with aeclust.data.to_features."
         )
+    X = np.asarray(X, dtype=np.float32)
     tf.random.set_seed(random_state)
     rng = np.random.default_rng(random_state)
     order = rng.permutation(len(X))
@@ -307,14 +316,18 @@ def fit_autoencoder(
         steps_per_execution=steps,
     )
 
-    # The pipeline shuffles row numbers and gathers each batch from one copy of X, so no
-    # shuffle buffer or second copy of the training images is held in memory.
-    pixels = tf.constant(X)
+    # The pipeline shuffles row numbers and takes each batch from X itself, so TensorFlow
+    # holds no copy of the training images and no shuffle buffer of them.
+    def take_rows(rows):
+        batch = tf.numpy_function(lambda index: X[index], [rows], tf.float32, stateful=False)
+        batch.set_shape((None, X.shape[1]))
+        return batch, batch
+
     train_data = (
         tf.data.Dataset.from_tensor_slices(train_index)
         .shuffle(len(train_index), seed=random_state, reshuffle_each_iteration=True)
         .batch(batch_size)
-        .map(lambda rows: _same_twice(tf.gather(pixels, rows)))
+        .map(take_rows)
     )
     val_data = tf.data.Dataset.from_tensor_slices((X_val, X_val)).batch(batch_size)
     callbacks = [
@@ -343,8 +356,8 @@ def fit_autoencoder(
     if n_epochs < epochs:
         logger.info("Early stopping ended training after %d of %d epochs.", n_epochs, epochs)
 
-    reconstruction = autoencoder.predict(X_val, batch_size=1024, verbose=0)
-    features = encoder.predict(X, batch_size=1024, verbose=0)
+    reconstruction = encode(autoencoder, X_val)
+    features = encode(encoder, X)
     return FittedFeatures(
         features=np.asarray(features, dtype=np.float32),
         model=encoder,

@@ -135,11 +135,30 @@ def execute_run(
     ) as run_id:
         logger.info("Run %s (%s) started.", run_name(config), run_id)
         scores = _fit_and_score(config, image_set, init_encoder)
+    _return_freed_memory()
     logger.info(
         "Run %s finished: ari=%.4f silhouette=%s.", run_name(config), scores[tracking.METRIC_ARI],
         f"{scores[tracking.METRIC_SILHOUETTE]:.4f}" if tracking.METRIC_SILHOUETTE in scores else "missing",
     )
     return RunResult(run_id=run_id, config=config, metrics=scores)
+
+
+def _return_freed_memory() -> None:
+    """Give the memory freed by a finished run back to the system.
+
+    glibc keeps freed blocks for reuse, so without this the RSS of a long
+    sweep grows by some of each run's arrays and TensorFlow buffers. Other
+    C libraries have no ``malloc_trim`` and are left as they are.
+    """
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim(0)
 
 
 def _fit_and_score(config: RunConfig, image_set: data.ImageSet, init_encoder=None) -> dict:
@@ -400,7 +419,7 @@ def draw_tsne_later(result: RunResult, image_set: data.ImageSet, *, tsne_samples
             features = model.transform(X)
         else:
             model = tracking.load_keras_model(f"runs:/{result.run_id}/{tracking.MODEL_NAME_ENCODER}")
-            features = np.asarray(model.predict(X, batch_size=1024, verbose=0))
+            features = models.encode(model, X)
     text = tracking.read_artifact_text(result.run_id, tracking.ARTIFACT_ASSIGNMENTS)
     labels_pred = np.array([int(row["cluster"]) for row in csv.DictReader(io.StringIO(text))])
     fig = _tsne_figure(config, image_set, features, labels_pred)
