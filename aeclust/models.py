@@ -317,7 +317,7 @@ def fit_autoencoder(
     )
 
     # The pipeline shuffles row numbers and takes each batch from X itself, so TensorFlow
-    # holds no copy of the training images and no shuffle buffer of them.
+    # keeps no copy of the training images and no shuffle buffer of them.
     def take_rows(rows):
         batch = tf.numpy_function(lambda index: X[index], [rows], tf.float32, stateful=False)
         batch.set_shape((None, X.shape[1]))

@@ -20,6 +20,9 @@ Subcommands, each printing Markdown and writing JSON to ``--output``:
     ``silhouette_score`` on the same features, in the same process.
 ``tsne``
     Times openTSNE through aeclust on N points of PCA features of images.
+``kmeans``
+    Times K-means with Lloyd's and with Elkan's algorithm on PCA features
+    of EMNIST-sized images, and reports how many labels agree.
 ``fullsize``
     Runs a default ``aeclust sweep`` on a whole split (``--sample-size 0``)
     and ``compare``, and reports the wall time and peak RSS of each. With
@@ -280,6 +283,34 @@ def tsne(args) -> dict:
     return {"n_points": args.n_points, "seconds": seconds}
 
 
+def kmeans(args) -> dict:
+    """Time scikit-learn's K-means with Lloyd's and with Elkan's algorithm on PCA features."""
+    import numpy as np
+    from sklearn.cluster import KMeans
+    from sklearn.decomposition import PCA
+
+    stack, labels, _ = emnist_sized(args.dataset, args.n_points)
+    X = stack.reshape(args.n_points, -1).astype(np.float32) / 255.0
+    n_clusters = len(np.unique(labels))
+    rows = []
+    print("| features | Lloyd, s | Elkan, s | ratio | iterations (Lloyd, Elkan) | same labels |")
+    print("|---|---|---|---|---|---|")
+    for dim in args.dims:
+        features = PCA(n_components=dim, random_state=0).fit_transform(X)
+        fits = {}
+        for algorithm in ("lloyd", "elkan"):
+            start = time.perf_counter()
+            model = KMeans(n_clusters, n_init=args.n_init, random_state=0, algorithm=algorithm).fit(features)
+            fits[algorithm] = (time.perf_counter() - start, model)
+        (lloyd_s, lloyd), (elkan_s, elkan) = fits["lloyd"], fits["elkan"]
+        same = float(np.mean(lloyd.labels_ == elkan.labels_))
+        rows.append({"dim": dim, "lloyd_s": lloyd_s, "elkan_s": elkan_s, "same_labels": same,
+                     "lloyd_inertia": float(lloyd.inertia_), "elkan_inertia": float(elkan.inertia_)})
+        print(f"| {dim} | {lloyd_s:.1f} | {elkan_s:.1f} | {elkan_s / lloyd_s:.2f} | {lloyd.n_iter_}, {elkan.n_iter_} "
+              f"| {same:.1%} |", flush=True)
+    return {"n_points": args.n_points, "n_init": args.n_init, "rows": rows}
+
+
 def fullsize(args) -> dict:
     """Run a default sweep + compare on a whole split: a folder as it is, or EMNIST-sized images."""
     import numpy as np
@@ -341,6 +372,12 @@ def main() -> None:
     sub.add_argument("--dataset", required=True, help="The EMNIST .npz file.")
     sub.add_argument("--n-points", type=int, default=112_800)
     sub.add_argument("--output", required=True)
+    sub = commands.add_parser("kmeans")
+    sub.add_argument("--dataset", required=True, help="The EMNIST .npz file.")
+    sub.add_argument("--n-points", type=int, default=112_800)
+    sub.add_argument("--dims", type=int, nargs="+", default=[16, 64, 256])
+    sub.add_argument("--n-init", type=int, default=2)
+    sub.add_argument("--output", required=True)
     sub = commands.add_parser("fullsize")
     sub.add_argument("--dataset", required=True, help="An image folder, or the EMNIST .npz file with --n-points.")
     sub.add_argument("--n-points", type=int, default=0,
@@ -350,7 +387,7 @@ def main() -> None:
     args = parser.parse_args()
 
     commands_by_name = {"study": study, "profile": profile, "jobs": jobs, "silhouette": silhouette, "tsne": tsne,
-                        "fullsize": fullsize}
+                        "kmeans": kmeans, "fullsize": fullsize}
     result = commands_by_name[args.command](args)
     result["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)

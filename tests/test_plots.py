@@ -36,6 +36,7 @@ def test_reconstructions_rows_are_input_then_output():
     fig = plots.reconstructions_figure(originals, reconstructions, title="t")
     (ax,) = fig.axes
     assert [label.get_text() for label in ax.get_yticklabels()] == ["input", "output"]
-    shown = ax.get_images()[0].get_array()
-    assert shown[:8, :8].max() == 0 and shown[10:18, :8].min() == 200
+    pixels = ax.get_images()[0].get_array()
+    assert pixels[:8, :8].max() == 0
+    assert pixels[10:18, :8].min() == 200
     plots.plt.close(fig)
