@@ -91,7 +91,7 @@ def silhouette_exact(X: np.ndarray, labels: np.ndarray, *, n_jobs: int | None = 
     Gives the same value as ``sklearn.metrics.silhouette_score(X, labels)``
     without sampling, but keeps at most ``block_bytes`` of distances
     per thread. The distance matrix is symmetric, so only the tiles on and
-    above its diagonal are computed; each off-diagonal tile adds to the
+    above its diagonal are computed. Each tile off the diagonal adds to the
     per-cluster sums of its rows and of its columns. The rows are sorted by
     cluster, so each cluster is one contiguous run of a tile's rows and
     columns. Squared distances come from one matrix product of centred points
@@ -160,7 +160,7 @@ def silhouette_exact(X: np.ndarray, labels: np.ndarray, *, n_jobs: int | None = 
         left[:, :n_features] *= -2.0
         left[:, [n_features, n_features + 1]] = left[:, [n_features + 1, n_features]]
         distances = left @ augmented[col_start:col_stop].T
-        # Round-off can leave a zero distance slightly below 0; its size is the error either way,
+        # Round-off can leave a zero distance slightly below 0. Its size is the error either way,
         # and abs is cheaper than clipping.
         np.abs(distances, out=distances)
         np.sqrt(distances, out=distances)

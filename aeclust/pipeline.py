@@ -272,9 +272,9 @@ def _extract_features(config: RunConfig, image_set: data.ImageSet, X, init_encod
             tracking.log_history(fitted.history)
         return fitted
     fitted = _fit_extractor(config, image_set, X, init_encoder)
-    kept = sum(entry[0].features.nbytes for entry in _features_cache.values())
-    while _features_cache and kept + fitted.features.nbytes > _FEATURES_BYTES:
-        kept -= _features_cache.pop(next(iter(_features_cache)))[0].features.nbytes
+    cached_bytes = sum(entry[0].features.nbytes for entry in _features_cache.values())
+    while _features_cache and cached_bytes + fitted.features.nbytes > _FEATURES_BYTES:
+        cached_bytes -= _features_cache.pop(next(iter(_features_cache)))[0].features.nbytes
     # The image set is kept with the entry so that its id is not reused while the entry lives.
     _features_cache[key] = (fitted, tracking.active_run_id(), image_set)
     return fitted

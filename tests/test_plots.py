@@ -8,7 +8,7 @@ from aeclust import plots
 def test_mosaic_places_each_image_in_its_cell():
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, size=(6, 5, 4, 3), dtype=np.uint8)
-    grid = [[4, 0, 2], [5]]  # The second row is shorter; its other cells stay white.
+    grid = [[4, 0, 2], [5]]  # The second row is shorter, so its other cells stay white.
     mosaic, cell = plots._mosaic(images, grid, gap=1)
     assert cell == (6, 5)
     assert mosaic.shape == (2 * 6, 3 * 5, 3)
