@@ -219,6 +219,11 @@ def _copy_encoder_weights(source, target) -> None:
         ) from exc
 
 
+def _same_twice(batch):
+    """Pair a batch with itself: an autoencoder's input is its target."""
+    return batch, batch
+
+
 def encode(model, X: np.ndarray, *, batch_size: int = 1024) -> np.ndarray:
     """Apply a Keras model to the rows of ``X`` one batch at a time; return float32 outputs.
 
@@ -316,18 +321,15 @@ def fit_autoencoder(
         steps_per_execution=steps,
     )
 
-    # The pipeline shuffles row numbers and takes each batch from X itself, so TensorFlow
-    # keeps no copy of the training images and no shuffle buffer of them.
-    def take_rows(rows):
-        batch = tf.numpy_function(lambda index: X[index], [rows], tf.float32, stateful=False)
-        batch.set_shape((None, X.shape[1]))
-        return batch, batch
-
+    # The pipeline shuffles row numbers and gathers each batch from one tensor copy of X, so no
+    # shuffle buffer or second copy of the training images is kept. A tf.numpy_function that
+    # reads X directly would save that copy, but its registry keeps X alive after the fit.
+    pixels = tf.constant(X)
     train_data = (
         tf.data.Dataset.from_tensor_slices(train_index)
         .shuffle(len(train_index), seed=random_state, reshuffle_each_iteration=True)
         .batch(batch_size)
-        .map(take_rows)
+        .map(lambda rows: _same_twice(tf.gather(pixels, rows)))
     )
     val_data = tf.data.Dataset.from_tensor_slices((X_val, X_val)).batch(batch_size)
     callbacks = [
