@@ -154,7 +154,7 @@ def _return_freed_memory() -> None:
     import gc
 
     # NOTE: even so, a sweep's RSS grew by about 240 MB per autoencoder run on 112,800
-    # EMNIST-sized images (docs/benchmarks.md); what keeps that memory is not known.
+    # EMNIST-sized images (docs/benchmarks.md). What keeps that memory is not known.
     gc.collect()
     try:
         trim = ctypes.CDLL("libc.so.6").malloc_trim
