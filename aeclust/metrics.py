@@ -126,9 +126,8 @@ def silhouette_exact(X: np.ndarray, labels: np.ndarray, *, n_jobs: int | None = 
     order = np.argsort(inverse, kind="stable")
     cluster_of = inverse[order]
     n_samples, n_features = X.shape
-    # Each row is [x, |x|^2, 1] for the centred point x. With the first n_features columns times -2
-    # and the last two swapped, a row times another row gives |x|^2 + |y|^2 - 2 x.y, the squared
-    # distance, so one matrix product per tile gives them all. Only this one array is kept.
+    # Each row is [x, |x|^2, 1] for the centred point x. Scaling x by -2 and swapping the last two
+    # columns on one side makes a row product |x|^2 + |y|^2 - 2 x.y, the squared distance.
     augmented = np.empty((n_samples, n_features + 2), dtype=dtype)
     augmented[:, :n_features] = X[order]
     augmented[:, :n_features] -= X.mean(axis=0, dtype=np.float64).astype(dtype)
@@ -144,7 +143,7 @@ def silhouette_exact(X: np.ndarray, labels: np.ndarray, *, n_jobs: int | None = 
     totals = []
 
     def cluster_runs(start, stop):
-        """Yield (cluster, first, stop) for each run of one cluster in [start, stop), relative to start."""
+        """Yield (cluster, first, end) for each run of one cluster in [start, stop), relative to start."""
         clusters = cluster_of[start:stop]
         firsts = np.flatnonzero(np.r_[True, clusters[1:] != clusters[:-1]])
         for first, end in zip(firsts, np.r_[firsts[1:], stop - start]):
