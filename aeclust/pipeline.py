@@ -164,10 +164,10 @@ def _return_freed_memory() -> None:
 
 
 def _fit_and_score(config: RunConfig, image_set: data.ImageSet, init_encoder=None) -> dict:
-    X = data.to_features(image_set.images)
     n_clusters = config.n_clusters or image_set.n_classes
     sample = config.silhouette_sample
-    silhouette_mode = "sampled" if sample is not None and sample < len(X) else "exact"
+    n_samples = len(image_set.images)
+    silhouette_mode = "sampled" if sample is not None and sample < n_samples else "exact"
     params = config.params()
     params["n_clusters"] = n_clusters
     params[tracking.PARAM_N_CLASSES] = image_set.n_classes
@@ -177,7 +177,7 @@ def _fit_and_score(config: RunConfig, image_set: data.ImageSet, init_encoder=Non
         params["umap_dim"] = config.umap_dim or n_clusters
     tracking.log_params(params)
 
-    fitted = _extract_features(config, image_set, X, init_encoder)
+    fitted = _extract_features(config, image_set, init_encoder)
     scores = {}
     space, manifold = fitted.features, None
     if config.manifold == "umap":
@@ -211,7 +211,7 @@ def _fit_and_score(config: RunConfig, image_set: data.ImageSet, init_encoder=Non
         n_found = len(np.unique(labels_pred))
         tracking.set_tags({tracking.TAG_SILHOUETTE_MISSING: f"undefined for {n_found} cluster(s)"})
     scores[tracking.METRIC_FIT_SECONDS] = fitted.fit_seconds
-    scores[tracking.METRIC_N_SAMPLES] = len(X)
+    scores[tracking.METRIC_N_SAMPLES] = n_samples
     scores[tracking.METRIC_LATENT_DIM] = config.latent_dim
     if fitted.reconstruction_mse is not None:
         scores[tracking.METRIC_RECONSTRUCTION_MSE] = fitted.reconstruction_mse
@@ -232,14 +232,15 @@ def _fit_and_score(config: RunConfig, image_set: data.ImageSet, init_encoder=Non
         tracking.ARTIFACT_ASSIGNMENTS,
         fieldnames=["row", "label", "cluster"],
     )
+    example = data.to_features(image_set.images[:5])
     if config.extractor in AUTOENCODERS:
-        tracking.log_encoder(fitted.model, X)
+        tracking.log_encoder(fitted.model, example)
         _log_clusterer(
             image_set, fitted.model, labels_pred, centers,
             manifold=manifold, mixture=clusterer if config.clusterer == "gmm" else None,
         )
     else:
-        tracking.log_pca(fitted.model, X)
+        tracking.log_pca(fitted.model, example)
     return scores
 
 
@@ -256,8 +257,8 @@ def _extraction_key(config: RunConfig, image_set: data.ImageSet) -> tuple:
     )
 
 
-def _extract_features(config: RunConfig, image_set: data.ImageSet, X, init_encoder):
-    """Fit the run's extractor on ``X``, or reuse the fit of an earlier run in this process.
+def _extract_features(config: RunConfig, image_set: data.ImageSet, init_encoder):
+    """Fit the run's extractor on the images, or reuse the fit of an earlier run in this process.
 
     Runs of one sweep that differ only in the steps after the extractor (for
     example ``conv_ae`` and ``conv_ae+umap+gmm``) get the same seeded
@@ -273,7 +274,7 @@ def _extract_features(config: RunConfig, image_set: data.ImageSet, X, init_encod
         if fitted.history:
             tracking.log_history(fitted.history)
         return fitted
-    fitted = _fit_extractor(config, image_set, X, init_encoder)
+    fitted = _fit_extractor(config, image_set, init_encoder)
     cached_bytes = sum(entry[0].features.nbytes for entry in _features_cache.values())
     while _features_cache and cached_bytes + fitted.features.nbytes > _FEATURES_BYTES:
         cached_bytes -= _features_cache.pop(next(iter(_features_cache)))[0].features.nbytes
@@ -282,13 +283,20 @@ def _extract_features(config: RunConfig, image_set: data.ImageSet, X, init_encod
     return fitted
 
 
-def _fit_extractor(config: RunConfig, image_set: data.ImageSet, X, init_encoder):
-    """Fit the run's feature extractor on ``X`` and log its training curves."""
+def _flat_pixels(image_set: data.ImageSet) -> np.ndarray:
+    """Return the uint8 images as rows of pixels, without a copy; the autoencoder scales them."""
+    return image_set.images.reshape(len(image_set.images), -1)
+
+
+def _fit_extractor(config: RunConfig, image_set: data.ImageSet, init_encoder):
+    """Fit the run's feature extractor on the images and log its training curves."""
     if config.extractor == "pca":
-        return models.fit_pca(X, latent_dim=config.latent_dim, random_state=config.seed)
+        return models.fit_pca(
+            data.to_features(image_set.images), latent_dim=config.latent_dim, random_state=config.seed
+        )
     epochs = progress.Progress(config.epochs, f"{run_name(config)} epochs", leave=False)
     fitted = models.fit_autoencoder(
-        X,
+        _flat_pixels(image_set),
         latent_dim=config.latent_dim,
         epochs=config.epochs,
         batch_size=config.batch_size,
@@ -414,14 +422,12 @@ def draw_tsne_later(result: RunResult, image_set: data.ImageSet, *, tsne_samples
     cached = _features_cache.get(_extraction_key(result.config, image_set))
     if cached is not None:
         features = cached[0].features
+    elif config.extractor == "pca":
+        model = tracking.load_sklearn_model(f"runs:/{result.run_id}/{tracking.MODEL_NAME_PCA}")
+        features = model.transform(data.to_features(image_set.images))
     else:
-        X = data.to_features(image_set.images)
-        if config.extractor == "pca":
-            model = tracking.load_sklearn_model(f"runs:/{result.run_id}/{tracking.MODEL_NAME_PCA}")
-            features = model.transform(X)
-        else:
-            model = tracking.load_keras_model(f"runs:/{result.run_id}/{tracking.MODEL_NAME_ENCODER}")
-            features = models.encode(model, X)
+        model = tracking.load_keras_model(f"runs:/{result.run_id}/{tracking.MODEL_NAME_ENCODER}")
+        features = models.encode(model, _flat_pixels(image_set))
     text = tracking.read_artifact_text(result.run_id, tracking.ARTIFACT_ASSIGNMENTS)
     labels_pred = np.array([int(row["cluster"]) for row in csv.DictReader(io.StringIO(text))])
     fig = _tsne_figure(config, image_set, features, labels_pred)

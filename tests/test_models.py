@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from aeclust import models
+from aeclust import data, models
 from aeclust.config import ConfigError
 
 
@@ -20,6 +20,18 @@ def test_autoencoder_shapes_and_history():
     assert len(fitted.history["val_loss"]) == 2
     assert fitted.reconstructions.shape == (6, 16)
     assert fitted.reconstruction_mse > 0
+
+
+def test_autoencoder_uint8_pixels_train_like_scaled_floats():
+    images = np.random.default_rng(1).integers(0, 256, size=(50, 12), dtype=np.uint8)
+    from_uint8 = models.fit_autoencoder(images, latent_dim=3, epochs=2, batch_size=16, random_state=0)
+    from_floats = models.fit_autoencoder(
+        data.to_features(images), latent_dim=3, epochs=2, batch_size=16, random_state=0
+    )
+    assert from_uint8.history == from_floats.history
+    np.testing.assert_array_equal(from_uint8.features, from_floats.features)
+    np.testing.assert_array_equal(from_uint8.reconstructions, from_floats.reconstructions)
+    assert from_uint8.reconstruction_mse == from_floats.reconstruction_mse
 
 
 def test_autoencoder_non_finite_loss_stops():
