@@ -315,7 +315,7 @@ def fit_autoencoder(
     order = rng.permutation(len(X))
     n_val = max(1, int(round(len(X) * VALIDATION_SPLIT)))
     train_index = order[n_val:]
-    # One tensor copy of X (uint8 stays uint8); batches are gathered from it by row number.
+    # The one tensor copy of X keeps its dtype, so uint8 pixels take a quarter of float32's memory.
     pixels = tf.constant(X)
     X_val = _unit_pixels(tf.gather(pixels, order[:n_val])).numpy()
 
@@ -338,10 +338,8 @@ def fit_autoencoder(
         steps_per_execution=steps,
     )
 
-    # The pipeline shuffles row numbers and gathers each batch from the tensor copy, so no
-    # shuffle buffer or second copy of the training images is kept. A tf.numpy_function that
-    # reads X directly would save that copy, but its registry keeps X alive after the fit, and
-    # tf.data's from_generator costs about 8 ms per batch.
+    # Batches are gathered from the tensor copy by shuffled row numbers, with no shuffle buffer.
+    # tf.numpy_function kept X alive after the fit, and from_generator took about 8 ms per batch.
     train_data = (
         tf.data.Dataset.from_tensor_slices(train_index)
         .shuffle(len(train_index), seed=random_state, reshuffle_each_iteration=True)
