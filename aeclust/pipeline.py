@@ -153,8 +153,8 @@ def _return_freed_memory() -> None:
     import ctypes
     import gc
 
-    # NOTE: even so, a sweep's RSS grew by about 240 MB per autoencoder run on 112,800
-    # EMNIST-sized images (docs/benchmarks.md). What keeps that memory is not known.
+    # NOTE: even so, the RSS grew by 100 to 250 MB per autoencoder run on all 50,000 CIFAR-10
+    # train images, for a cause not found, so sweeps of large samples run each in a new process.
     gc.collect()
     try:
         trim = ctypes.CDLL("libc.so.6").malloc_trim

@@ -318,16 +318,32 @@ def _run_configs_ray(planned, samples, *, experiment_id, sweep_run_id, address, 
         raise
 
 
+FRESH_PROCESS_BYTES = 256 * 2**20
+"""Size of a sample as float32 pixels from which ``--jobs 1`` runs each configuration in a new process."""
+
+
+def _float_bytes(samples: dict) -> int:
+    """Return the size of the largest sample as float32 pixels."""
+    return max((image_set.images.size * 4 for image_set in samples.values()), default=0)
+
+
 def _run_configs(planned, samples, *, experiment_id, sweep_run_id, jobs, executor="local",
                  ray_address=None, cpus_per_task=1):
-    """Yield (name, result or None) for each configuration, in 1 or ``jobs`` processes or on Ray."""
+    """Yield (name, result or None) for each configuration, in 1 or ``jobs`` processes or on Ray.
+
+    With ``jobs=1`` the configurations run in this process, unless the
+    sample takes at least :data:`FRESH_PROCESS_BYTES` as float32 pixels:
+    then each runs in a new worker process, which gives all its memory back
+    when it ends.
+    """
     if executor == "ray":
         yield from _run_configs_ray(
             planned, samples, experiment_id=experiment_id, sweep_run_id=sweep_run_id,
             address=ray_address, cpus_per_task=cpus_per_task,
         )
         return
-    if jobs <= 1:
+    fresh_processes = jobs <= 1 and _float_bytes(samples) >= FRESH_PROCESS_BYTES
+    if jobs <= 1 and not fresh_processes:
         for config in planned:
             name, result, _ = _run_in_worker((config, samples[config.seed], experiment_id, sweep_run_id))
             yield name, result
@@ -335,13 +351,24 @@ def _run_configs(planned, samples, *, experiment_id, sweep_run_id, jobs, executo
 
     import multiprocessing
 
+    jobs = max(1, jobs)
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    logger.info("Running %d configurations in %d processes of %d thread(s) each.", len(planned), jobs, threads)
+    if fresh_processes:
+        # A process that has trained autoencoders keeps part of their TensorFlow memory: on all
+        # 50,000 CIFAR-10 train images its RSS grew by 100 to 250 MB per autoencoder run.
+        logger.info(
+            "Running each of %d configurations in a new process: the sample takes %d MiB as "
+            "float32 pixels, and a new process gives its memory back after every run.",
+            len(planned), _float_bytes(samples) // 2**20,
+        )
+    else:
+        logger.info("Running %d configurations in %d processes of %d thread(s) each.", len(planned), jobs, threads)
     tasks = [(config, samples[config.seed], experiment_id, sweep_run_id) for config in planned]
     context = multiprocessing.get_context("spawn")
     pool = context.Pool(
         processes=jobs, initializer=_init_worker,
-        initargs=(tracking.current_tracking_uri(), threads), maxtasksperchild=None,
+        initargs=(tracking.current_tracking_uri(), threads),
+        maxtasksperchild=1 if fresh_processes else None,
     )
     try:
         for name, result, _ in pool.imap_unordered(_run_in_worker, tasks):

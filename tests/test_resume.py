@@ -176,6 +176,24 @@ def test_jobs_two_records_same_pca_scores(tracking_uri):
     assert len(scores("parallel")) == 2
 
 
+def test_large_sample_new_process_per_run(tracking_uri, monkeypatch):
+    from aeclust import sweep
+
+    # Every sample counts as large, so --jobs 1 starts a new process for each configuration.
+    monkeypatch.setattr(sweep, "FRESH_PROCESS_BYTES", 0)
+    result = CliRunner().invoke(main, [*SWEEP, "--experiment", "fresh"])
+    assert result.exit_code == 0, result.output
+
+    client = MlflowClient()
+    experiment_id = client.get_experiment_by_name("fresh").experiment_id
+    runs = _config_runs(client, experiment_id).values()
+    processes = {run.data.tags[tracking.TAG_PROCESS] for run in runs}
+    assert len(runs) == 2
+    assert all(run.info.status == "FINISHED" for run in runs)
+    assert len(processes) == 2
+    assert f"{socket.gethostname()}:{os.getpid()}" not in processes
+
+
 def test_kill_9_then_resume_leaves_one_run_each(tracking_uri):
     import os
     import random
