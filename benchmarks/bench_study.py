@@ -243,7 +243,7 @@ def jobs(args) -> dict:
                 "where m.key = 'ari'").fetchall()
         scores[n_jobs] = dict(rows)
         result[f"jobs_{n_jobs}_s"] = seconds
-        print(f"| --jobs {n_jobs} | {seconds:.1f} s | peak RSS of the largest process {rss:.0f} MiB |", flush=True)
+        print(f"| --jobs {n_jobs} | {seconds:.1f} s | peak RSS, sum of its processes {rss:.0f} MiB |", flush=True)
     differences = [abs(scores[1][name] - scores[args.jobs][name]) for name in scores[1]]
     result["max_ari_difference"] = max(differences)
     print(f"--jobs {args.jobs} against --jobs 1: {result[f'jobs_{args.jobs}_s'] / result['jobs_1_s']:.2f}x, "
