@@ -225,7 +225,7 @@ def _same_twice(batch):
 
 
 def _unit_pixels(batch):
-    """Scale uint8 pixels to float32 in [0, 1] (as ``data.to_features`` does); pass others as they are."""
+    """Scale uint8 pixels to float32 in [0, 1] as ``data.to_features`` does, and pass other dtypes through."""
     import tensorflow as tf
 
     if tf.as_dtype(batch.dtype) == tf.uint8:
