@@ -504,7 +504,8 @@ def fingerprint(image_set: ImageSet) -> str:
 def to_features(images: np.ndarray) -> np.ndarray:
     """Flatten uint8 images to float32 rows in [0, 1], shape (n_samples, n_pixels)."""
     features = images.reshape(len(images), -1).astype(np.float32)
-    features /= 255.0  # in place: a full-size split would otherwise hold two float copies at once
+    # Dividing in place avoids a second float copy of a full-size split.
+    features /= 255.0
     return features
 
 

@@ -284,7 +284,7 @@ def _extract_features(config: RunConfig, image_set: data.ImageSet, init_encoder)
 
 
 def _flat_pixels(image_set: data.ImageSet) -> np.ndarray:
-    """Return the uint8 images as rows of pixels, without a copy; the autoencoder scales them."""
+    """Return the uint8 images as rows of pixels, without a copy, for the autoencoder to scale."""
     return image_set.images.reshape(len(image_set.images), -1)
 
 

@@ -342,7 +342,8 @@ def _run_configs(planned, samples, *, experiment_id, sweep_run_id, jobs, executo
             address=ray_address, cpus_per_task=cpus_per_task,
         )
         return
-    fresh_processes = jobs <= 1 and _float_bytes(samples) >= FRESH_PROCESS_BYTES
+    sample_bytes = _float_bytes(samples)
+    fresh_processes = jobs <= 1 and sample_bytes >= FRESH_PROCESS_BYTES
     if jobs <= 1 and not fresh_processes:
         for config in planned:
             name, result, _ = _run_in_worker((config, samples[config.seed], experiment_id, sweep_run_id))
@@ -354,12 +355,11 @@ def _run_configs(planned, samples, *, experiment_id, sweep_run_id, jobs, executo
     jobs = max(1, jobs)
     threads = max(1, (os.cpu_count() or 1) // jobs)
     if fresh_processes:
-        # A process that has trained autoencoders keeps part of their TensorFlow memory: on all
-        # 50,000 CIFAR-10 train images its RSS grew by 100 to 250 MB per autoencoder run.
+        # A process keeps part of each autoencoder run's memory (see pipeline._return_freed_memory).
         logger.info(
             "Running each of %d configurations in a new process: the sample takes %d MiB as "
             "float32 pixels, and a new process gives its memory back after every run.",
-            len(planned), _float_bytes(samples) // 2**20,
+            len(planned), sample_bytes // 2**20,
         )
     else:
         logger.info("Running %d configurations in %d processes of %d thread(s) each.", len(planned), jobs, threads)

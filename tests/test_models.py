@@ -22,7 +22,7 @@ def test_autoencoder_shapes_and_history():
     assert fitted.reconstruction_mse > 0
 
 
-def test_autoencoder_uint8_pixels_train_like_scaled_floats():
+def test_uint8_pixels_match_scaled_floats():
     images = np.random.default_rng(1).integers(0, 256, size=(50, 12), dtype=np.uint8)
     from_uint8 = models.fit_autoencoder(images, latent_dim=3, epochs=2, batch_size=16, random_state=0)
     from_floats = models.fit_autoencoder(
