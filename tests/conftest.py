@@ -75,6 +75,14 @@ def _drop_database(name: str) -> None:
             time.sleep(1)
 
 
+SQLITE_ONLY = pytest.mark.parametrize("tracking_uri", ["sqlite"], indirect=True)
+"""Parametrization that gives a test's ``tracking_uri`` the SQLite store only.
+
+It is for checks that do not depend on the store (input rejected before any
+run starts, signals, worker processes), so the PostgreSQL variants stay few.
+"""
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def tracking_uri(request, tmp_path, monkeypatch):
     """Point MLflow at a fresh store, SQLite in ``tmp_path`` or a new PostgreSQL database.

@@ -8,7 +8,7 @@ from PIL import Image
 
 from aeclust import data, models, plots, tracking
 from aeclust.config import DataConfig
-from tests.conftest import assert_one_line_error, invoke_cli, run_statuses
+from tests.conftest import SQLITE_ONLY, assert_one_line_error, invoke_cli, run_statuses
 
 
 def _only_digits_run():
@@ -18,6 +18,7 @@ def _only_digits_run():
     return runs[0]
 
 
+@SQLITE_ONLY
 def test_pickle_only_npz_not_unpickled(tracking_uri, tmp_path):
     path = tmp_path / "objects.npz"
     np.savez(path, images=np.array([object(), object()], dtype=object), labels=np.array([0, 1]))
@@ -25,6 +26,7 @@ def test_pickle_only_npz_not_unpickled(tracking_uri, tmp_path):
     assert run_statuses() == []
 
 
+@SQLITE_ONLY
 def test_mixed_image_sizes_rejected(tracking_uri, image_folder):
     Image.fromarray(np.zeros((9, 9), dtype=np.uint8)).save(image_folder / "cross" / "big.png")
     assert_one_line_error(invoke_cli("sweep", "--dataset", str(image_folder)), 2, "mixes image shapes")
@@ -37,12 +39,14 @@ def test_column_labels_flattened(tmp_path):
 
 
 @pytest.mark.parametrize("value", ["1.5", "ten"])
+@SQLITE_ONLY
 def test_non_integer_latent_dim(tracking_uri, value):
     result = invoke_cli("train", "--latent-dim", value)
     assert result.exit_code == 2
     assert "--latent-dim" in result.output
 
 
+@SQLITE_ONLY
 def test_empty_dims_list_rejected(tracking_uri):
     result = invoke_cli("sweep", "--latent-dims", "")
     assert result.exit_code == 2

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tests.conftest import assert_one_line_error, invoke_cli, run_statuses
+from tests.conftest import SQLITE_ONLY, assert_one_line_error, invoke_cli, run_statuses
 
 
 def assert_usage_error(result, *fragments):
@@ -25,12 +25,14 @@ def assert_usage_error(result, *fragments):
         (("train", "--n-clusters", "1"), ("n_clusters=1 is invalid",)),
     ],
 )
+@SQLITE_ONLY
 def test_bad_values_exit_2(tracking_uri, args, fragments):
     result = invoke_cli(*args)
     assert_one_line_error(result, 2, *fragments)
     assert run_statuses() == []
 
 
+@SQLITE_ONLY
 def test_bad_choice_names_option(tracking_uri):
     result = invoke_cli("sweep", "--methods", "ae,vae")
     assert result.exit_code == 2
@@ -38,12 +40,14 @@ def test_bad_choice_names_option(tracking_uri):
     assert "method='vae' is not supported" in result.output
 
 
+@SQLITE_ONLY
 def test_non_image_npz_exit_2(tracking_uri, tmp_path):
     path = tmp_path / "table.npz"
     np.savez(path, values=np.arange(4))
     assert_usage_error(invoke_cli("train", "--dataset", str(path)), "has no images or labels")
 
 
+@SQLITE_ONLY
 def test_empty_folder_exit_2(tracking_uri, tmp_path):
     (tmp_path / "photos" / "cats").mkdir(parents=True)
     result = invoke_cli("sweep", "--dataset", str(tmp_path / "photos"))
@@ -66,18 +70,21 @@ def test_sweep_help_lists_dims():
 
 
 @pytest.mark.parametrize("dims", ["16,,32", "16;32", "16,abc"])
+@SQLITE_ONLY
 def test_malformed_dims_list_rejected(tracking_uri, dims):
     result = invoke_cli("sweep", "--latent-dims", dims)
     assert result.exit_code == 2
     assert "is not a comma-separated list of integers" in result.output
 
 
+@SQLITE_ONLY
 def test_one_class_rejected(tracking_uri, tmp_path):
     path = tmp_path / "single.npz"
     np.savez(path, images=np.zeros((20, 4, 4), dtype=np.uint8), labels=np.zeros(20, dtype=int))
     assert_usage_error(invoke_cli("sweep", "--dataset", str(path)), "has 1 class(es)")
 
 
+@SQLITE_ONLY
 def test_corrupt_image_named(tracking_uri, image_folder):
     broken = image_folder / "cross" / "broken.png"
     broken.write_bytes(b"not a png")

@@ -14,7 +14,7 @@ from mlflow import MlflowClient
 
 from aeclust import tracking
 from aeclust.cli import main
-from tests.conftest import REPO_ROOT, free_port, module_store, wait_for_http
+from tests.conftest import REPO_ROOT, SQLITE_ONLY, free_port, module_store, wait_for_http
 
 pytestmark = pytest.mark.slow
 
@@ -175,6 +175,7 @@ def _frame_text(frame):
         return ""
 
 
+@SQLITE_ONLY
 def test_same_seed_same_scores(tracking_uri):
     runner = CliRunner()
     args = ["train", "--method", "ae", "--latent-dim", "8", "--epochs", "2",
@@ -191,6 +192,7 @@ def test_same_seed_same_scores(tracking_uri):
     assert scores(first) == scores(second)
 
 
+@SQLITE_ONLY
 def test_mlflow_run_project(tracking_uri, tmp_path):
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
     mlflow_cli = [sys.executable, "-m", "mlflow", "run", str(REPO_ROOT), "--env-manager", "local",

@@ -154,7 +154,7 @@ def test_tsne_perplexity_clamped_on_20_points(caplog):
         (500, 2, 3, np.float64, 64 * 2**20),
         (700, 16, 12, np.float32, 8_000),  # Blocks of a few rows, so the boundaries are crossed.
         (1500, 64, 47, np.float32, 64 * 2**20),
-        (400, 5, 2, np.float64, 1),  # One row per block.
+        (120, 5, 2, np.float64, 1),  # One row per block.
     ],
 )
 def test_blocked_silhouette_matches_sklearn(n_samples, n_features, n_clusters, dtype, block_bytes):

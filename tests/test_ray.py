@@ -14,7 +14,7 @@ import types
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import assert_one_line_error, invoke_cli, run_statuses
+from tests.conftest import SQLITE_ONLY, assert_one_line_error, invoke_cli, run_statuses
 
 
 class ObjectRef:
@@ -83,7 +83,7 @@ SWEEP = ("sweep", "--executor", "ray", "--methods", "pca,ae", "--latent-dims", "
          "--sample-size", "200", "--no-tsne")
 
 
-@pytest.mark.parametrize("tracking_uri", ["sqlite"], indirect=True)
+@SQLITE_ONLY
 def test_sweep_as_ray_tasks_then_resume(tracking_uri, fake_ray, head_address):
     first = invoke_cli(*SWEEP, "--ray-address", head_address, "--ray-cpus-per-task", "2")
     assert first.exit_code == 0, first.output
@@ -97,7 +97,7 @@ def test_sweep_as_ray_tasks_then_resume(tracking_uri, fake_ray, head_address):
     assert "runs=0 reused=2" in second.output
 
 
-@pytest.mark.parametrize("tracking_uri", ["sqlite"], indirect=True)
+@SQLITE_ONLY
 def test_failed_ray_task_marks_run(tracking_uri, fake_ray, head_address, monkeypatch):
     from aeclust import models
 
@@ -111,18 +111,21 @@ def test_failed_ray_task_marks_run(tracking_uri, fake_ray, head_address, monkeyp
     assert sorted(run_statuses()) == ["FAILED", "FAILED", "FINISHED"]
 
 
+@SQLITE_ONLY
 def test_ray_needs_an_address(tracking_uri, fake_ray, monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     assert_one_line_error(invoke_cli(*SWEEP), 2, "--ray-address")
     assert run_statuses() == []
 
 
+@SQLITE_ONLY
 def test_ray_with_jobs_rejected(tracking_uri, fake_ray, head_address):
     result = invoke_cli(*SWEEP, "--ray-address", head_address, "--jobs", "2")
     assert_one_line_error(result, 2, "--jobs", "--ray-cpus-per-task")
     assert run_statuses() == []
 
 
+@SQLITE_ONLY
 def test_ray_address_unreachable(tracking_uri, fake_ray):
     from tests.conftest import free_port
 

@@ -12,7 +12,7 @@ from mlflow import MlflowClient
 
 from aeclust import tracking
 from aeclust.cli import main
-from tests.conftest import invoke_cli
+from tests.conftest import SQLITE_ONLY, invoke_cli
 
 pytestmark = pytest.mark.slow
 
@@ -65,6 +65,7 @@ def test_resume_reuses_and_reruns(tracking_uri):
     assert compared.output.count("| pca |") == 2
 
 
+@SQLITE_ONLY
 def test_no_resume_runs_everything(tracking_uri):
     runner = CliRunner()
     assert runner.invoke(main, SWEEP).exit_code == 0
@@ -73,6 +74,7 @@ def test_no_resume_runs_everything(tracking_uri):
     assert "runs=2 reused=0" in again.output
 
 
+@SQLITE_ONLY
 def test_sigterm_marks_run_killed(tracking_uri):
     import os
     import signal
@@ -156,6 +158,7 @@ def _sweep_command(*extra):
             "--epochs", "2", "--sample-size", "400", "--no-tsne", "--quiet", *extra]
 
 
+@SQLITE_ONLY
 def test_jobs_two_records_same_pca_scores(tracking_uri):
     runner = CliRunner()
     parallel = runner.invoke(main, ["sweep", "--methods", "pca", "--latent-dims", "8,16", "--sample-size",
@@ -176,6 +179,7 @@ def test_jobs_two_records_same_pca_scores(tracking_uri):
     assert len(scores("parallel")) == 2
 
 
+@SQLITE_ONLY
 def test_large_sample_new_process_per_run(tracking_uri, monkeypatch):
     from aeclust import sweep
 
@@ -223,7 +227,7 @@ def test_kill_9_then_resume_leaves_one_run_each(tracking_uri):
     assert sorted(finished) == ["ae-d16-s42", "ae-d8-s42", "pca-d16-s42", "pca-d8-s42"]
 
 
-@pytest.mark.parametrize("tracking_uri", ["sqlite"], indirect=True)
+@SQLITE_ONLY
 def test_changed_images_are_not_reused(tracking_uri, image_folder):
     """A resumed sweep reruns the configurations whose images changed since their run."""
     from PIL import Image
@@ -255,7 +259,7 @@ def test_interrupt_waits_for_store_write():
         tracking.interrupt(Interrupted("SIGTERM"))  # Outside a write it is raised at once.
 
 
-@pytest.mark.parametrize("tracking_uri", ["sqlite"], indirect=True)
+@SQLITE_ONLY
 def test_sigint_during_model_logging_kills_cleanly(tracking_uri, monkeypatch):
     """SIGINT while MLflow logs the encoder: the model is logged, then the run and sweep end KILLED."""
     import mlflow.keras
