@@ -356,7 +356,8 @@ def fullsize(args) -> dict:
         "compare": [sys.executable, "-m", "aeclust.cli", "compare", "--dataset", dataset,
                     "--output-dir", str(store / "out"), "--tracking-uri", uri],
     }
-    result = {"dataset": dataset, "n_points": args.n_points}
+    # "images" is the generated .npz file when --n-points made one; "store" contains mlflow.db and out/report.html.
+    result = {"dataset": args.dataset, "images": dataset, "n_points": args.n_points, "store": str(store)}
     for name, command in commands.items():
         seconds, rss, output = peak_rss_mib(command, env, store)
         result[f"{name}_s"], result[f"{name}_peak_rss_mib"] = seconds, rss
@@ -366,55 +367,100 @@ def fullsize(args) -> dict:
     print("| method | latent_dim | ARI | silhouette |\n|---|---|---|---|")
     for row in result["scores"]:
         print(f"| {row['method']} | {row['latent_dim']} | {row['ari']:.4f} | {row['silhouette']:.4f} |")
+    print(f"store, logs and report: {store}", file=sys.stderr)
     return result
 
 
-def main() -> None:
+WORKDIR_HELP = ("Folder for the array cache, MLflow stores, logs and generated images, kept after the run "
+                "(default: a new aeclust-bench-* folder in the system's temporary folder).")
+EMNIST_HELP = "The EMNIST .npz file (images, labels, split, mapping)."
+PACKAGES = ("tensorflow", "keras", "scikit-learn", "numpy", "mlflow", "openTSNE", "umap-learn")
+
+
+def package_versions() -> dict:
+    """Return the installed version of each package that the benchmarks time."""
+    from importlib import metadata
+
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Help formatter that shows an option's default unless it has none."""
+
+    def _get_help_string(self, action):
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the command line: one subcommand per benchmark, with its defaults in the help."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    for name in ("study", "profile"):
-        sub = commands.add_parser(name)
-        sub.add_argument("--dataset", required=True)
-        sub.add_argument("--sample-size", type=int, default=5000)
-        sub.add_argument("--seed", type=int, default=42)
-        sub.add_argument("--workdir", default=tempfile.mkdtemp(prefix="aeclust-bench-"))
-        sub.add_argument("--output", required=True)
-        if name == "study":
-            sub.add_argument("--repeats", type=int, default=2)
-    sub = commands.add_parser("jobs")
-    sub.add_argument("--dataset", required=True)
-    sub.add_argument("--sample-size", type=int, default=5000)
-    sub.add_argument("--seed", type=int, default=42)
-    sub.add_argument("--jobs", type=int, default=2)
-    sub.add_argument("--workdir", default=tempfile.mkdtemp(prefix="aeclust-bench-"))
-    sub.add_argument("--output", required=True)
-    sub = commands.add_parser("silhouette")
-    sub.add_argument("--n-points", type=int, default=50_000)
-    sub.add_argument("--n-features", type=int, default=64)
-    sub.add_argument("--n-clusters", type=int, default=10)
-    sub.add_argument("--output", required=True)
-    sub = commands.add_parser("tsne")
-    sub.add_argument("--dataset", required=True, help="The EMNIST .npz file.")
-    sub.add_argument("--n-points", type=int, default=112_800)
-    sub.add_argument("--output", required=True)
-    sub = commands.add_parser("kmeans")
-    sub.add_argument("--dataset", required=True, help="The EMNIST .npz file.")
-    sub.add_argument("--n-points", type=int, default=112_800)
-    sub.add_argument("--dims", type=int, nargs="+", default=[16, 64, 256])
-    sub.add_argument("--n-init", type=int, default=2)
-    sub.add_argument("--output", required=True)
-    sub = commands.add_parser("fullsize")
-    sub.add_argument("--dataset", required=True, help="An image folder, or the EMNIST .npz file with --n-points.")
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text,
+                                  formatter_class=DefaultsHelpFormatter)
+        sub.add_argument("--output", required=True, help="JSON file for the results.")
+        return sub
+
+    def add_sample_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--dataset", required=True,
+                         help="Any aeclust data set: an image folder with one sub-folder per class, an .npz file or a TFDS name.")
+        sub.add_argument("--sample-size", type=int, default=5000, help="Images drawn from the split.")
+        sub.add_argument("--seed", type=int, default=42, help="Seed of the sample and of every run.")
+        sub.add_argument("--workdir", help=WORKDIR_HELP)
+
+    sub = add("study", "Notebook's method against aeclust sweep + compare, alternated.")
+    add_sample_options(sub)
+    sub.add_argument("--repeats", type=int, default=2, help="Rounds of notebook then aeclust.")
+    sub = add("profile", "aeclust sweep + compare once under cProfile.")
+    add_sample_options(sub)
+    sub = add("jobs", "aeclust sweep --no-tsne with --jobs 1 and with --jobs N.")
+    add_sample_options(sub)
+    sub.add_argument("--jobs", type=int, default=2, help="Workers of the parallel sweep.")
+    sub = add("silhouette", "Exact blocked silhouette against scikit-learn on blobs.")
+    sub.add_argument("--n-points", type=int, default=50_000, help="Rows of the features.")
+    sub.add_argument("--n-features", type=int, default=64, help="Columns of the features.")
+    sub.add_argument("--n-clusters", type=int, default=10, help="Number of blobs, which is also the number of clusters.")
+    sub = add("tsne", "openTSNE through aeclust on EMNIST-sized images.")
+    sub.add_argument("--dataset", required=True, help=EMNIST_HELP)
+    sub.add_argument("--n-points", type=int, default=112_800, help="EMNIST-sized images to make and embed.")
+    sub = add("kmeans", "Lloyd's against Elkan's K-means on PCA features of EMNIST-sized images.")
+    sub.add_argument("--dataset", required=True, help=EMNIST_HELP)
+    sub.add_argument("--n-points", type=int, default=112_800, help="EMNIST-sized images to make.")
+    sub.add_argument("--dims", type=int, nargs="+", default=[16, 64, 256], help="PCA feature counts.")
+    sub.add_argument("--n-init", type=int, default=2, help="K-means starts per fit.")
+    sub = add("fullsize", "Default aeclust sweep + compare on a whole split.")
+    sub.add_argument("--dataset", required=True,
+                     help="An image folder or .npz file, or with --n-points the EMNIST .npz file.")
     sub.add_argument("--n-points", type=int, default=0,
                      help="Make this many EMNIST-sized images from the .npz file; 0 uses --dataset as it is.")
-    sub.add_argument("--workdir", default=tempfile.mkdtemp(prefix="aeclust-bench-"))
-    sub.add_argument("--output", required=True)
+    sub.add_argument("--workdir", help=WORKDIR_HELP)
+    return parser
+
+
+def main() -> None:
+    parser = build_parser()
     args = parser.parse_args()
+    if args.command in ("tsne", "kmeans", "fullsize") and getattr(args, "n_points", 0):
+        if not (args.dataset.endswith(".npz") and Path(args.dataset).is_file()):
+            parser.error(f"--dataset={args.dataset!r} is not an .npz file: --n-points makes images "
+                         "from the EMNIST .npz file, so give its path")
+    if hasattr(args, "workdir"):
+        args.workdir = args.workdir or tempfile.mkdtemp(prefix="aeclust-bench-")
+        print(f"work folder (kept): {args.workdir}", file=sys.stderr, flush=True)
 
     commands_by_name = {"study": study, "profile": profile, "jobs": jobs, "silhouette": silhouette, "tsne": tsne,
                         "kmeans": kmeans, "fullsize": fullsize}
     result = commands_by_name[args.command](args)
-    result["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
+    result["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0], "packages": package_versions()}
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(result, indent=1, default=str), encoding="utf-8")
 
