@@ -41,9 +41,8 @@ def fit_clusters(X: np.ndarray, *, clusterer: str, n_clusters: int, n_init: int,
     """
     _check_enough_rows(X, n_clusters)
     if clusterer == "kmeans":
-        # Elkan's variant skips distances that the triangle inequality rules out. Float round-off can
-        # still lead a start to another local optimum than Lloyd's. On 112,800 EMNIST-sized images
-        # it took 0.5x Lloyd's time at 256 features and 0.9x at 64, but 1.5x at 16 (docs/benchmarks.md).
+        # Elkan's variant took 0.5x Lloyd's time at 256 features but 1.5x at 16 (docs/benchmarks.md).
+        # Float round-off can still lead one of its starts to another local optimum than Lloyd's.
         algorithm = "elkan" if X.shape[1] >= ELKAN_MIN_FEATURES else "lloyd"
         model = KMeans(n_clusters=n_clusters, n_init=n_init, random_state=random_state, algorithm=algorithm)
         labels_pred = model.fit_predict(X)

@@ -374,22 +374,6 @@ def fullsize(args) -> dict:
 WORKDIR_HELP = ("Folder for the array cache, MLflow stores, logs and generated images, kept after the run "
                 "(default: a new aeclust-bench-* folder in the system's temporary folder).")
 EMNIST_HELP = "The EMNIST .npz file (images, labels, split, mapping)."
-PACKAGES = ("tensorflow", "keras", "scikit-learn", "numpy", "mlflow", "openTSNE", "umap-learn")
-
-
-def package_versions() -> dict:
-    """Return the installed version of each package that the benchmarks time."""
-    from importlib import metadata
-
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
-
-
 class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Help formatter that shows an option's default unless it has none."""
 
@@ -449,10 +433,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main() -> None:
     parser = build_parser()
     args = parser.parse_args()
-    if args.command in ("tsne", "kmeans", "fullsize") and getattr(args, "n_points", 0):
-        if not (args.dataset.endswith(".npz") and Path(args.dataset).is_file()):
-            parser.error(f"--dataset={args.dataset!r} is not an .npz file: --n-points makes images "
-                         "from the EMNIST .npz file, so give its path")
+    makes_emnist_sized = args.command in ("tsne", "kmeans") or (args.command == "fullsize" and args.n_points)
+    if makes_emnist_sized and not args.dataset.endswith(".npz"):
+        parser.error(f"--dataset={args.dataset!r} is invalid: EMNIST-sized images are made from the "
+                     "EMNIST .npz file, so give its path")
+    if makes_emnist_sized and not Path(args.dataset).is_file():
+        parser.error(f"--dataset={args.dataset!r} was not found: give the path of the EMNIST .npz file")
     if hasattr(args, "workdir"):
         args.workdir = args.workdir or tempfile.mkdtemp(prefix="aeclust-bench-")
         print(f"work folder (kept): {args.workdir}", file=sys.stderr, flush=True)
@@ -460,6 +446,8 @@ def main() -> None:
     commands_by_name = {"study": study, "profile": profile, "jobs": jobs, "silhouette": silhouette, "tsne": tsne,
                         "kmeans": kmeans, "fullsize": fullsize}
     result = commands_by_name[args.command](args)
+    from aeclust.compare import package_versions
+
     result["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0], "packages": package_versions()}
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(result, indent=1, default=str), encoding="utf-8")

@@ -79,7 +79,8 @@ SQLITE_ONLY = pytest.mark.parametrize("tracking_uri", ["sqlite"], indirect=True)
 """Parametrization that gives a test's ``tracking_uri`` the SQLite store only.
 
 It is for checks that do not depend on the store (input rejected before any
-run starts, signals, worker processes), so the PostgreSQL variants stay few.
+run starts, signals, worker processes, ``mlflow run``), so the PostgreSQL
+variants stay few.
 """
 
 
